@@ -1,0 +1,112 @@
+"""The embedded home: every file a run writes when no services are configured.
+
+``AIRE_HOME`` picks it; the default is ``.aire/`` in the checkout this library was
+imported from, so two checkouts never share state. Service URIs (MLflow tracking,
+Airflow metadata DB, incident DB) can each be overridden by their usual environment
+variables; the home then only holds what still lives locally.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Home:
+    root: Path
+
+    @classmethod
+    def from_env(cls) -> Home:
+        raw = os.environ.get("AIRE_HOME")
+        root = Path(raw) if raw else PROJECT_ROOT / ".aire"
+        return cls(root.expanduser().resolve())
+
+    # --- locations -------------------------------------------------------------
+    @property
+    def airflow_home(self) -> Path:
+        return self.root / "airflow"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.root / "mlflow"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def store_dir(self) -> Path:
+        """The local object store: what S3 holds in production."""
+        return self.root / "store"
+
+    @property
+    def postmortems_dir(self) -> Path:
+        return self.root / "postmortems"
+
+    @property
+    def data_dir(self) -> Path:
+        """Example batches made by the generator."""
+        return self.root / "data"
+
+    # --- service URIs, overridable ----------------------------------------------
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifact_root(self) -> str:
+        return (self.mlflow_dir / "artifacts").as_uri()
+
+    @property
+    def incidents_db_url(self) -> str:
+        return os.environ.get("AIRE_INCIDENTS_DB") or f"sqlite:///{self.root / 'incidents.db'}"
+
+    @property
+    def airflow_db_url(self) -> str:
+        return f"sqlite:///{self.airflow_home / 'airflow.db'}"
+
+    def run_dir(self, pipeline: str, run_key: str) -> Path:
+        """Everything one pipeline run writes: its reports, decision and candidate model."""
+        return self.reports_dir / pipeline / _safe(run_key)
+
+    @property
+    def public_key(self) -> Path:
+        return self.keys_dir / "signing.pub"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.root / "ledger.jsonl"
+
+    def ensure(self) -> Home:
+        for path in (self.airflow_home, self.mlflow_dir, self.keys_dir, self.reports_dir,
+                     self.store_dir, self.postmortems_dir, self.data_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def environment(self) -> dict[str, str]:
+        """Variables that point ``airflow``, ``mlflow`` and ``aire`` at this home."""
+        return {
+            "AIRE_HOME": str(self.root),
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.airflow_db_url,
+            "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
+            # MLflow checks requirements with `pip install --dry-run`: no network needed.
+            "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true",
+            "GX_ANALYTICS_ENABLED": "false",
+        }
+
+
+def _safe(run_id: str) -> str:
+    """Airflow run ids contain ':' and '+'; keep directory names portable."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aire.config import load_config, parse_config
+from aire.errors import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "include" / "config" / "credit_risk.yaml"
+
+
+def example() -> dict:
+    return yaml.safe_load(EXAMPLE.read_text())
+
+
+def test_example_config_loads_with_every_column() -> None:
+    config = load_config(EXAMPLE)
+    assert config.name == "credit-risk"
+    assert config.dataset.columns[0] == "row_id" and config.dataset.columns[-1] == "risk"
+    assert "sex" in config.dataset.columns and "sex" not in config.dataset.features.all
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (lambda d: d["dataset"].update(featurs=d["dataset"].pop("features")), "dataset.featurs"),
+        (lambda d: d.update(gatez={}), "gatez"),
+        (lambda d: d["training"].update(epochs=0), "training.epochs"),
+        (lambda d: d["training"].update(holdout_fraction=1.5), "training.holdout_fraction"),
+        (lambda d: d["model"].update(recipe="gpt"), "model.recipe"),
+        (lambda d: d["gates"].update(max_drift_share="lots"), "gates.max_drift_share"),
+        (lambda d: d.pop("name"), "name"),
+    ],
+)
+def test_invalid_config_names_the_key(edit, key: str) -> None:
+    data = example()
+    edit(data)
+    with pytest.raises(ConfigError, match=rf"key '{key}'"):
+        parse_config(data, "pipeline.yaml")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["dataset"]["features"].update(numeric=["age", "age"]), "more than once"),
+        (lambda d: d["dataset"]["features"]["numeric"].append("risk"), "also listed as a feature"),
+        (lambda d: d["dataset"]["rules"].update(colour={"min": 0}), "unknown columns"),
+        (lambda d: d.update(name="has spaces"), "name 'has spaces'"),
+    ],
+)
+def test_inconsistent_config_is_refused(edit, message: str) -> None:
+    data = example()
+    edit(data)
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data, "pipeline.yaml")
+
+
+def test_unreadable_and_non_mapping_configs(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(listy)
