@@ -1,0 +1,232 @@
+"""The promotion gate: evidence from the stage reports, thresholds from the config.
+
+The gate fails closed. ``evidence_from_files`` never raises: a missing, unreadable or
+garbled report leaves the fields it would give as None and records why in
+``Evidence.missing``; ``decide`` turns every None a check needs into a failed check whose
+reason starts with "missing evidence". Champion comparisons (and drift, which needs the
+champion's reference data) are waived only when ``first_run`` is True and the champion's
+evidence is indeed absent; evidence that exists is always checked.
+
+Where each field comes from:
+- evaluation.json (``aire.evaluation.write_report``): drift.drift_share,
+  quality.candidate.accuracy, quality.champion.accuracy, fairness.candidate.max_gap,
+  fairness.champion.max_gap;
+- the error analysis summary.json: estimated_noise_rate (None when the analysis was skipped);
+- signing_json: a boolean ``verified``; the pipeline normally sets ``signature_verified``
+  itself after verifying the candidate, with ``dataclasses.replace``;
+- ``validation_passed``: the validation report's ``success`` (keyword ``validation_json``),
+  or set by the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aire.config import Gates
+
+NOT_APPLICABLE = "not applicable: first run (no champion)"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    validation_passed: bool | None = None
+    drift_share: float | None = None
+    first_run: bool = False
+    noise_rate: float | None = None
+    candidate_accuracy: float | None = None
+    champion_accuracy: float | None = None
+    candidate_fairness_gap: float | None = None
+    champion_fairness_gap: float | None = None
+    signature_verified: bool | None = None
+    missing: dict[str, str] = field(default_factory=dict)  # field -> why it is None
+
+    def to_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        # A field set after reading (dataclasses.replace) is no longer missing.
+        record["missing"] = {k: v for k, v in self.missing.items() if getattr(self, k, None) is None}
+        return record
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    value: float | bool | None
+    threshold: float | bool | None
+    passed: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promote: bool
+    checks: list[Check]
+
+    @property
+    def failed(self) -> list[str]:
+        return [c.name for c in self.checks if not c.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"promote": self.promote, "failed": self.failed, "checks": [c.to_dict() for c in self.checks]}
+
+
+# --- reading the reports -----------------------------------------------------------------
+def evidence_from_files(evaluation_json: Path | None, analysis_summary_json: Path | None,
+                        signing_json: Path | None, first_run: bool, *,
+                        validation_json: Path | None = None) -> Evidence:
+    missing: dict[str, str] = {}
+    values: dict[str, Any] = {}
+
+    def take(name: str, record: dict[str, Any] | str, path: tuple[str, ...], kind: str) -> None:
+        if isinstance(record, str):  # why the whole file is unusable
+            missing[name] = record
+            return
+        raw = _dig(record, path)
+        value = _as_rate(raw) if kind == "rate" else (raw if isinstance(raw, bool) else None)
+        if value is None:
+            shown = "absent" if raw is None else f"not a valid {'rate in [0, 1]' if kind == 'rate' else 'boolean'}"
+            missing[name] = f"{'.'.join(path)} is {shown}"
+        values[name] = value
+
+    evaluation = _read(evaluation_json, "evaluation report")
+    take("drift_share", evaluation, ("drift", "drift_share"), "rate")
+    take("candidate_accuracy", evaluation, ("quality", "candidate", "accuracy"), "rate")
+    take("champion_accuracy", evaluation, ("quality", "champion", "accuracy"), "rate")
+    take("candidate_fairness_gap", evaluation, ("fairness", "candidate", "max_gap"), "rate")
+    take("champion_fairness_gap", evaluation, ("fairness", "champion", "max_gap"), "rate")
+    if isinstance(evaluation, dict) and values.get("candidate_fairness_gap") is None:
+        reason = _dig(evaluation, ("fairness", "candidate", "reason"))
+        if isinstance(reason, str):
+            missing["candidate_fairness_gap"] = f"fairness not computable: {reason}"
+
+    analysis = _read(analysis_summary_json, "error analysis summary")
+    take("noise_rate", analysis, ("estimated_noise_rate",), "rate")
+    if isinstance(analysis, dict) and analysis.get("skipped") is True:
+        values["noise_rate"] = None  # a skipped analysis has no estimate, whatever the file says
+        missing["noise_rate"] = f"error analysis skipped: {analysis.get('reason')}"
+
+    take("signature_verified", _read(signing_json, "signing record"), ("verified",), "bool")
+    if validation_json is None:
+        missing["validation_passed"] = "no validation report given"
+    else:
+        take("validation_passed", _read(validation_json, "validation report"), ("success",), "bool")
+    return Evidence(first_run=bool(first_run), missing=missing, **values)
+
+
+def _read(path: Path | None, what: str) -> dict[str, Any] | str:
+    """The parsed JSON object, or a string saying why there is none."""
+    if path is None:
+        return f"no {what} given"
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"{path}: file not found"
+    except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        return f"{path}: unreadable ({type(exc).__name__})"
+    if not isinstance(data, dict):
+        return f"{path}: not a JSON object"
+    return data
+
+
+def _dig(record: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(record, dict):
+            return None
+        record = record.get(key)
+    return record
+
+
+def _as_rate(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and 0.0 <= number <= 1.0 else None
+
+
+# --- deciding ----------------------------------------------------------------------------
+def decide(gates: Gates, evidence: Evidence) -> GateDecision:
+    e = evidence
+    checks = [
+        _is_true("data_validation", e.validation_passed, "validation_passed", e),
+        _drift(gates, e),
+        _at_most("noise_rate", e.noise_rate, gates.max_noise_rate, "noise_rate", e),
+        _at_least("accuracy", e.candidate_accuracy, gates.min_accuracy, "candidate_accuracy", e),
+        _accuracy_drop(gates, e),
+        _at_most("fairness_gap", e.candidate_fairness_gap, gates.max_fairness_gap, "candidate_fairness_gap", e),
+        _fairness_increase(gates, e),
+        _is_true("signature_verified", e.signature_verified, "signature_verified", e),
+    ]
+    return GateDecision(promote=all(c.passed for c in checks), checks=checks)
+
+
+def _missing(name: str, threshold: float | bool, fields: tuple[str, ...], e: Evidence) -> Check:
+    why = "; ".join(f"{f} ({e.missing[f]})" if f in e.missing else f for f in fields)
+    return Check(name, None, threshold, False, f"missing evidence: {why}")
+
+
+def _number(value: float | None) -> float | None:
+    # Evidence built by hand may hold NaN; NaN compares False both ways, so treat it as absent.
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _is_true(name: str, value: bool | None, source: str, e: Evidence) -> Check:
+    if value is None:
+        return _missing(name, True, (source,), e)
+    passed = value is True
+    return Check(name, value, True, passed, "passed" if passed else f"{source} is {value}")
+
+
+def _at_most(name: str, value: float | None, limit: float, source: str, e: Evidence) -> Check:
+    value = _number(value)
+    if value is None:
+        return _missing(name, limit, (source,), e)
+    passed = value <= limit
+    return Check(name, value, limit, passed, f"{value:.4f} {'<=' if passed else '>'} max {limit}")
+
+
+def _at_least(name: str, value: float | None, limit: float, source: str, e: Evidence) -> Check:
+    value = _number(value)
+    if value is None:
+        return _missing(name, limit, (source,), e)
+    passed = value >= limit
+    return Check(name, value, limit, passed, f"{value:.4f} {'>=' if passed else '<'} min {limit}")
+
+
+def _drift(gates: Gates, e: Evidence) -> Check:
+    if _number(e.drift_share) is None and e.first_run:
+        return Check("drift_share", None, gates.max_drift_share, True, NOT_APPLICABLE)
+    return _at_most("drift_share", e.drift_share, gates.max_drift_share, "drift_share", e)
+
+
+def _accuracy_drop(gates: Gates, e: Evidence) -> Check:
+    return _worse_than_champion("accuracy_drop_vs_champion", gates.max_accuracy_drop, e,
+                                worse=("champion_accuracy", e.champion_accuracy),
+                                better=("candidate_accuracy", e.candidate_accuracy),
+                                champion=e.champion_accuracy)
+
+
+def _fairness_increase(gates: Gates, e: Evidence) -> Check:
+    return _worse_than_champion("fairness_gap_increase_vs_champion", gates.max_fairness_gap_increase, e,
+                                worse=("candidate_fairness_gap", e.candidate_fairness_gap),
+                                better=("champion_fairness_gap", e.champion_fairness_gap),
+                                champion=e.champion_fairness_gap)
+
+
+def _worse_than_champion(name: str, limit: float, e: Evidence, *, worse: tuple[str, float | None],
+                         better: tuple[str, float | None], champion: float | None) -> Check:
+    """Passes when ``worse - better <= limit``: how much worse the candidate is than the champion."""
+    if _number(champion) is None and e.first_run:
+        return Check(name, None, limit, True, NOT_APPLICABLE)
+    absent = tuple(source for source, value in (worse, better) if _number(value) is None)
+    if absent:
+        return _missing(name, limit, absent, e)
+    worse_by = float(worse[1]) - float(better[1])  # type: ignore[arg-type]
+    passed = worse_by <= limit + 1e-12  # float subtraction noise must not flip an exact tie
+    return Check(name, worse_by, limit, passed,
+                 f"candidate worse by {worse_by:+.4f}; {'within' if passed else 'beyond'} max {limit}")

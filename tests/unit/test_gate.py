@@ -1,0 +1,212 @@
+"""The fail-closed promotion gate: a policy table, missing and garbled evidence, first runs."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from aire.config import Gates, parse_config
+from aire.evaluation import ColumnDrift, DriftResult, NullRate, fairness, quality, write_report
+from aire.gate import NOT_APPLICABLE, Evidence, decide, evidence_from_files
+
+CHECKS = ["data_validation", "drift_share", "noise_rate", "accuracy", "accuracy_drop_vs_champion",
+          "fairness_gap", "fairness_gap_increase_vs_champion", "signature_verified"]
+
+GOOD = Evidence(validation_passed=True, drift_share=0.1, first_run=False, noise_rate=0.05,
+                candidate_accuracy=0.76, champion_accuracy=0.75, candidate_fairness_gap=0.10,
+                champion_fairness_gap=0.08, signature_verified=True)
+
+
+def _failed(gates: Gates, evidence: Evidence) -> list[str]:
+    decision = decide(gates, evidence)
+    assert decision.promote == (not decision.failed)
+    return decision.failed
+
+
+def test_all_evidence_good_promotes() -> None:
+    decision = decide(Gates(), GOOD)
+    assert decision.promote and [c.name for c in decision.checks] == CHECKS
+    assert all(c.passed for c in decision.checks)
+    record = json.loads(json.dumps(decision.to_dict(), allow_nan=False))
+    assert record["promote"] is True and record["failed"] == []
+    assert record["checks"][0] == {"name": "data_validation", "value": True, "threshold": True,
+                                   "passed": True, "reason": "passed"}
+
+
+@pytest.mark.parametrize(("gates", "change", "failing"), [
+    ({}, {"validation_passed": False}, "data_validation"),
+    ({}, {"drift_share": 0.31}, "drift_share"),
+    ({}, {"noise_rate": 0.25}, "noise_rate"),
+    ({"min_accuracy": 0.8}, {}, "accuracy"),
+    ({}, {"candidate_accuracy": 0.70}, "accuracy_drop_vs_champion"),  # 0.05 below the champion
+    ({}, {"candidate_fairness_gap": 0.30, "champion_fairness_gap": 0.28}, "fairness_gap"),
+    ({}, {"candidate_fairness_gap": 0.20}, "fairness_gap_increase_vs_champion"),  # +0.12 over 0.08
+    ({}, {"signature_verified": False}, "signature_verified"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_each_single_failure_is_named(gates: dict[str, float], change: dict[str, Any], failing: str) -> None:
+    assert _failed(Gates(**gates), replace(GOOD, **change)) == [failing]
+
+
+@pytest.mark.parametrize("change", [
+    {"drift_share": 0.3}, {"noise_rate": 0.2}, {"candidate_accuracy": 0.6, "champion_accuracy": 0.62},
+    {"candidate_accuracy": 0.72, "champion_accuracy": 0.75},  # exactly the allowed 0.03 drop
+    {"candidate_fairness_gap": 0.25, "champion_fairness_gap": 0.2},
+])
+def test_values_on_the_threshold_pass(change: dict[str, Any]) -> None:
+    assert _failed(Gates(), replace(GOOD, **change)) == []
+
+
+@pytest.mark.parametrize(("field", "checks"), [
+    ("validation_passed", ["data_validation"]),
+    ("drift_share", ["drift_share"]),
+    ("noise_rate", ["noise_rate"]),
+    ("candidate_accuracy", ["accuracy", "accuracy_drop_vs_champion"]),
+    ("champion_accuracy", ["accuracy_drop_vs_champion"]),
+    ("candidate_fairness_gap", ["fairness_gap", "fairness_gap_increase_vs_champion"]),
+    ("champion_fairness_gap", ["fairness_gap_increase_vs_champion"]),
+    ("signature_verified", ["signature_verified"]),
+])
+def test_missing_evidence_fails_closed(field: str, checks: list[str]) -> None:
+    absent: dict[str, Any] = {field: None}
+    decision = decide(Gates(), replace(GOOD, **absent))
+    assert decision.failed == checks
+    for check in decision.checks:
+        if check.name in checks:
+            assert check.reason.startswith("missing evidence") and field in check.reason
+
+
+def test_nan_counts_as_missing() -> None:
+    decision = decide(Gates(), replace(GOOD, noise_rate=math.nan))
+    assert decision.failed == ["noise_rate"] and "missing evidence" in decision.checks[2].reason
+
+
+def test_first_run_waives_only_what_needs_a_champion() -> None:
+    first = replace(GOOD, first_run=True, drift_share=None, champion_accuracy=None, champion_fairness_gap=None)
+    decision = decide(Gates(), first)
+    assert decision.promote
+    waived = {c.name for c in decision.checks if c.reason == NOT_APPLICABLE}
+    assert waived == {"drift_share", "accuracy_drop_vs_champion", "fairness_gap_increase_vs_champion"}
+    # The same evidence without the first-run flag is missing evidence, not a pass.
+    assert _failed(Gates(), replace(first, first_run=False)) == [
+        "drift_share", "accuracy_drop_vs_champion", "fairness_gap_increase_vs_champion"]
+    # A first run waives nothing the candidate alone must show.
+    assert _failed(Gates(), replace(first, candidate_accuracy=None)) == ["accuracy"]
+
+
+def test_first_run_still_checks_champion_evidence_that_exists() -> None:
+    claimed_first = replace(GOOD, first_run=True, champion_accuracy=0.9)
+    assert _failed(Gates(), claimed_first) == ["accuracy_drop_vs_champion"]
+
+
+# --- reading the report files ------------------------------------------------------------
+def _write(path: Path, data: Any) -> Path:
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return path
+
+
+@pytest.fixture()
+def reports(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "evaluation": _write(tmp_path / "evaluation.json", {
+            "drift": {"drift_share": 0.1},
+            "quality": {"candidate": {"accuracy": 0.76}, "champion": {"accuracy": 0.75}},
+            "fairness": {"candidate": {"max_gap": 0.1}, "champion": {"max_gap": 0.08}}}),
+        "analysis": _write(tmp_path / "summary.json", {"estimated_noise_rate": 0.05, "skipped": False}),
+        "signing": _write(tmp_path / "signing.json", {"digest": "ab" * 32, "verified": True}),
+        "validation": _write(tmp_path / "validation.json", {"success": True, "checks": []}),
+    }
+
+
+def _from(reports: dict[str, Path | None], first_run: bool = False) -> Evidence:
+    return evidence_from_files(reports["evaluation"], reports["analysis"], reports["signing"], first_run,
+                               validation_json=reports["validation"])
+
+
+def test_evidence_from_good_files_promotes(reports: dict[str, Path]) -> None:
+    evidence = _from(reports)  # type: ignore[arg-type]
+    assert evidence == replace(GOOD, missing={})
+    assert decide(Gates(), evidence).promote
+
+
+@pytest.mark.parametrize(("report", "content", "checks"), [
+    ("evaluation", None, ["drift_share", "accuracy", "accuracy_drop_vs_champion", "fairness_gap",
+                          "fairness_gap_increase_vs_champion"]),
+    ("evaluation", '{"drift": {"drift_share": 0.1}, "quality": {"cand', None),  # truncated: same as above
+    ("evaluation", "[1, 2]", None),
+    ("evaluation", b"\xff\xfe\x00garbage", None),
+    ("analysis", None, ["noise_rate"]),
+    ("analysis", {"estimated_noise_rate": "0.05"}, ["noise_rate"]),
+    ("analysis", {"estimated_noise_rate": 0.05, "skipped": True, "reason": "one class"}, ["noise_rate"]),
+    ("analysis", '{"estimated_noise_rate": NaN}', ["noise_rate"]),
+    ("signing", None, ["signature_verified"]),
+    ("signing", {"verified": "yes"}, ["signature_verified"]),
+    ("validation", None, ["data_validation"]),
+    ("validation", {"success": 1}, ["data_validation"]),
+])
+def test_unusable_report_files_fail_closed(reports: dict[str, Path | None], tmp_path: Path, report: str,
+                                           content: Any, checks: list[str] | None) -> None:
+    if content is None:
+        reports[report].unlink()  # type: ignore[union-attr]
+    elif isinstance(content, bytes):
+        reports[report].write_bytes(content)  # type: ignore[union-attr]
+    else:
+        _write(reports[report], content)  # type: ignore[arg-type]
+    decision = decide(Gates(), _from(reports))
+    expected = checks or ["drift_share", "accuracy", "accuracy_drop_vs_champion", "fairness_gap",
+                          "fairness_gap_increase_vs_champion"]
+    assert decision.failed == expected
+    assert all(c.reason.startswith("missing evidence") for c in decision.checks if not c.passed)
+
+
+@pytest.mark.parametrize("bad", [True, "0.8", 1.5, -0.1, None, {"x": 1}])
+def test_out_of_range_or_mistyped_numbers_are_missing(reports: dict[str, Path], bad: Any) -> None:
+    record = json.loads(reports["evaluation"].read_text())
+    record["quality"]["candidate"]["accuracy"] = bad
+    _write(reports["evaluation"], record)
+    evidence = _from(reports)  # type: ignore[arg-type]
+    assert evidence.candidate_accuracy is None and "candidate_accuracy" in evidence.missing
+    assert decide(Gates(), evidence).failed == ["accuracy", "accuracy_drop_vs_champion"]
+
+
+def test_no_paths_and_a_directory_never_raise(tmp_path: Path) -> None:
+    evidence = evidence_from_files(None, tmp_path, None, first_run=True)
+    assert evidence.noise_rate is None and "unreadable" in evidence.missing["noise_rate"]
+    assert decide(Gates(), evidence).failed == ["data_validation", "noise_rate", "accuracy", "fairness_gap",
+                                                "signature_verified"]
+
+
+def test_caller_supplied_evidence_replaces_missing_notes(reports: dict[str, Path]) -> None:
+    evidence = evidence_from_files(reports["evaluation"], reports["analysis"], None, False)
+    assert evidence.validation_passed is None and evidence.signature_verified is None
+    evidence = replace(evidence, validation_passed=True, signature_verified=True)  # as the pipeline does
+    assert decide(Gates(), evidence).promote and evidence.to_dict()["missing"] == {}
+
+
+def test_write_report_output_feeds_the_gate(tmp_path: Path) -> None:
+    """The gate reads exactly what aire.evaluation writes, on a first run and after."""
+    config = parse_config({"name": "m", "dataset": {"label": "y", "features": {"numeric": ["x"]},
+                                                    "sensitive": ["g"]}})
+    frame = pd.DataFrame({"g": ["a"] * 40 + ["b"] * 40})
+    y = np.array([0, 1] * 40)
+    p = np.array([0, 1] * 30 + [1, 1] * 10)
+    proba = np.column_stack([1 - p * 0.8 - 0.1, p * 0.8 + 0.1])
+    fair, q = fairness(frame, y, p, config, 1), quality(y, proba, [0, 1])
+    write_report(tmp_path, None, q, None, fair, None)
+    first = evidence_from_files(tmp_path / "evaluation.json", None, None, first_run=True)
+    assert (first.candidate_accuracy, first.candidate_fairness_gap) == (q.accuracy, fair.max_gap)
+    assert first.drift_share is None and first.champion_accuracy is None
+
+    column = ColumnDrift("K-S p_value", 0.5, 0.05, False)
+    drifted = DriftResult(0.0, (), {"x": column}, {"x": NullRate(0.0, 0.0)}, {}, 0.0, 80, 80)
+    write_report(tmp_path, drifted, q, q, fair, fair)
+    later = evidence_from_files(tmp_path / "evaluation.json", None, None, first_run=False)
+    assert (later.drift_share, later.champion_accuracy, later.champion_fairness_gap) == (0.0, q.accuracy,
+                                                                                          fair.max_gap)
+    checks = {c.name: c for c in decide(Gates(), later).checks}
+    assert checks["accuracy_drop_vs_champion"].passed and checks["accuracy_drop_vs_champion"].value == 0.0
