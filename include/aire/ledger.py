@@ -1,0 +1,153 @@
+"""An append-only, hash-chained JSON-lines ledger of trust decisions.
+
+Each line is one entry: ``seq``, ``time`` (UTC ISO 8601), ``kind``, ``entry`` (a JSON
+object), ``prev_hash`` and ``hash``, the sha256 of the canonical JSON of every other
+field. Because each entry names the hash of the one before, editing, deleting or
+reordering a line breaks the chain at that line, and ``verify()`` names it.
+
+It records the digests a signature vouched for (kind ``model_signed``: pipeline,
+version, digest), so a later verification can refuse a validly signed but older
+model; promotions and rollbacks go here too. Appends hold an exclusive ``fcntl``
+lock on the file, so concurrent writers (several Airflow workers on one host or one
+POSIX-locking file system) keep one chain. The chain detects tampering by anyone who
+cannot rewrite the whole file; keep a copy elsewhere to detect that too.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from aire.errors import InputError, VerificationError
+
+GENESIS_HASH = "0" * 64
+_FIELDS = ("seq", "time", "kind", "entry", "prev_hash", "hash")
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    seq: int
+    time: str
+    kind: str
+    entry: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "time": self.time, "kind": self.kind, "entry": self.entry,
+                "prev_hash": self.prev_hash, "hash": self.hash}
+
+
+def _canonical(value: Any) -> bytes:
+    # Sorted keys, no spaces, no NaN: the same entry always hashes the same.
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def entry_hash(seq: int, time: str, kind: str, entry: dict[str, Any], prev_hash: str) -> str:
+    body = {"seq": seq, "time": time, "kind": kind, "entry": entry, "prev_hash": prev_hash}
+    return hashlib.sha256(_canonical(body)).hexdigest()
+
+
+class Ledger:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, kind: str, entry: dict[str, Any]) -> LedgerEntry:
+        """Add one entry at the end of the chain; the file lock serialises writers."""
+        if not kind or not isinstance(entry, dict):
+            raise InputError(f"{self.path}: ledger entries need a kind and a dict entry")
+        try:
+            entry = json.loads(_canonical(entry))  # a private JSON copy: later edits can't leak
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{self.path}: {kind} entry is not JSON-able: {exc}") from exc
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked("a+b", fcntl.LOCK_EX) as handle:
+            last = _last_line(handle)
+            previous = self._parse(last, line_no=0) if last else None
+            seq = previous.seq + 1 if previous else 1
+            prev_hash = previous.hash if previous else GENESIS_HASH
+            time = datetime.now(UTC).isoformat(timespec="microseconds")
+            new = LedgerEntry(seq, time, kind, entry, prev_hash,
+                              entry_hash(seq, time, kind, entry, prev_hash))
+            handle.seek(0, os.SEEK_END)
+            handle.write(_canonical(new.to_dict()) + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        return new
+
+    def entries(self) -> list[LedgerEntry]:
+        """Every entry, in file order, parsed but not checked (see ``verify``)."""
+        if not self.path.exists():
+            return []
+        with self._locked("rb", fcntl.LOCK_SH) as handle:
+            lines = handle.read().splitlines()
+        return [self._parse(line, line_no) for line_no, line in enumerate(lines, 1)]
+
+    def verify(self) -> None:
+        """Raise VerificationError naming the first entry that breaks the chain."""
+        prev_hash, expected_seq = GENESIS_HASH, 1
+        for item in self.entries():
+            if item.seq != expected_seq:
+                raise VerificationError(
+                    f"{self.path}: ledger entry seq {item.seq} found where seq {expected_seq} "
+                    "belongs (line deleted or reordered)")
+            if item.prev_hash != prev_hash:
+                raise VerificationError(f"{self.path}: ledger entry seq {item.seq} does not "
+                                        "chain to the entry before it (line deleted or edited)")
+            if entry_hash(item.seq, item.time, item.kind, item.entry, item.prev_hash) != item.hash:
+                raise VerificationError(f"{self.path}: ledger entry seq {item.seq} does not "
+                                        "match its hash (edited)")
+            prev_hash, expected_seq = item.hash, expected_seq + 1
+
+    def find(self, kind: str, **match: Any) -> list[LedgerEntry]:
+        """Entries of ``kind`` whose entry has every ``key=value`` of ``match``, oldest first."""
+        return [item for item in self.entries() if item.kind == kind
+                and all(key in item.entry and item.entry[key] == value
+                        for key, value in match.items())]
+
+    @contextmanager
+    def _locked(self, mode: str, operation: int) -> Iterator[IO[bytes]]:
+        with self.path.open(mode) as handle:
+            fcntl.flock(handle.fileno(), operation)
+            try:
+                yield handle
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _parse(self, line: bytes, line_no: int) -> LedgerEntry:
+        where = f"line {line_no}" if line_no else "last line"
+        try:
+            raw = json.loads(line)
+            if not isinstance(raw, dict) or set(raw) != set(_FIELDS):
+                raise ValueError(f"fields {sorted(raw) if isinstance(raw, dict) else raw!r}")
+            item = LedgerEntry(**raw)
+            if not isinstance(item.seq, int) or not isinstance(item.entry, dict):
+                raise TypeError("seq must be an integer and entry an object")
+        except (ValueError, TypeError) as exc:
+            raise VerificationError(f"{self.path}: {where} is not a ledger entry: {exc}") from exc
+        return item
+
+
+def _last_line(handle: IO[bytes]) -> bytes:
+    """The last non-empty line, read backwards so appends stay O(1) in ledger length."""
+    end = handle.seek(0, os.SEEK_END)
+    chunk, data = 4096, b""
+    position = end
+    while position > 0:
+        step = min(chunk, position)
+        position -= step
+        handle.seek(position)
+        data = handle.read(step) + data
+        stripped = data.rstrip(b"\n")
+        if b"\n" in stripped:
+            return stripped.rsplit(b"\n", 1)[1]
+    return data.rstrip(b"\n")
