@@ -26,6 +26,8 @@ the report would show an exception instead of the plain rule that broke.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
 import sys
@@ -357,6 +359,8 @@ def _run_suite(df: pd.DataFrame, plan: list[_Planned]) -> dict[int, Any]:
     """Validate ``df`` in a fresh ephemeral context; results keyed by plan index."""
     # GX phones home unless told not to; these machines have no internet.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # GX logs hundreds of info lines about its own docs registry on import.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -370,7 +374,16 @@ def _run_suite(df: pd.DataFrame, plan: list[_Planned]) -> dict[int, Any]:
         .add_batch_definition_whole_dataframe(name="whole")
     )
     suite = context.suites.add(gx.ExpectationSuite(name=name))
+    # GX keeps one copy of equal expectations (a config rule and a learned rule can ask
+    # the same thing): run each once and give its result to every rule that asked.
+    first_of: dict[str, int] = {}
+    same_as: dict[int, int] = {}
     for index, planned in enumerate(plan):
+        key = _expectation_key(planned.expectation)
+        if key in first_of:
+            same_as[index] = first_of[key]
+            continue
+        first_of[key] = index
         # The meta index maps results back: GX does not return them in insertion order.
         planned.expectation.meta = {"aire_index": index}
         suite.add_expectation(planned.expectation)
@@ -383,7 +396,15 @@ def _run_suite(df: pd.DataFrame, plan: list[_Planned]) -> dict[int, Any]:
         meta = result.expectation_config.meta if result.expectation_config else None
         if meta and "aire_index" in meta:
             by_index[int(meta["aire_index"])] = result
+    for index, first in same_as.items():
+        if first in by_index:
+            by_index[index] = by_index[first]
     return by_index
+
+
+def _expectation_key(expectation: Any) -> str:
+    kwargs = expectation.configuration.kwargs
+    return f"{type(expectation).__name__}:{json.dumps(kwargs, sort_keys=True, default=str)}"
 
 
 def _checks_from_result(df: pd.DataFrame, planned: _Planned, result: Any) -> list[Check]:
