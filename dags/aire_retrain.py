@@ -1,0 +1,117 @@
+"""
+### aire_retrain
+
+Takes a new batch of labeled data through validation, loss-sorted error analysis,
+fine-tuning, signing, evaluation and a fail-closed gate, then promotes the candidate to
+the `champion` alias in MLflow or rejects it with an incident and a postmortem stub.
+
+Trigger it with **Params**: `config` (a pipeline YAML) and `batch` (a CSV or Parquet
+path or `s3://` URI). Each task calls one function of `aire.stages`; reports are
+artifacts of the run's MLflow run and sit under `$AIRE_HOME/reports/<pipeline>/<run>/`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, dag, get_current_context, task
+
+from aire_airflow.glue import on_task_failure, run_spec
+from aire.home import PROJECT_ROOT, Home
+
+DEFAULT_CONFIG = str(PROJECT_ROOT / "include" / "config" / "credit_risk.yaml")
+DEFAULT_BATCH = str(Home.from_env().data_dir / "batch_clean.csv")
+
+# Bad input (data, config, signatures) cannot be fixed by retrying: fail at once.
+FAIL_ON_BAD_INPUT = ExceptionRetryPolicy(rules=[
+    RetryRule(exception="aire.errors.InputError", action=RetryAction.FAIL,
+              reason="bad input: a retry cannot fix it"),
+])
+
+
+@dag(
+    dag_id=Path(__file__).stem,
+    doc_md=__doc__,
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["aire", "retraining"],
+    params={
+        "config": Param(DEFAULT_CONFIG, type="string", minLength=1, description="Pipeline config (YAML path)"),
+        "batch": Param(DEFAULT_BATCH, type="string", minLength=1, description="Batch: CSV/Parquet path or s3:// URI"),
+        "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=1000, description="Override training.epochs"),
+        "learning_rate": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=1,
+                               description="Override training.learning_rate"),
+    },
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(seconds=10),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=5),
+        "retry_policy": FAIL_ON_BAD_INPUT,
+        "on_failure_callback": on_task_failure,
+    },
+)
+def aire_retrain() -> None:
+    @task
+    def validate_data() -> dict[str, Any]:
+        from aire import stages
+
+        return stages.validate_data(run_spec(get_current_context()))
+
+    @task
+    def analyze_errors(validated: dict[str, Any]) -> dict[str, Any]:
+        from aire import stages
+
+        return stages.analyze_errors(run_spec(get_current_context()), validated["champion_version"])
+
+    @task
+    def fine_tune(validated: dict[str, Any], analysis: dict[str, Any]) -> dict[str, Any]:
+        from aire import stages
+
+        return stages.fine_tune(run_spec(get_current_context()), validated["champion_version"])
+
+    @task
+    def sign_model(trained: dict[str, Any]) -> dict[str, Any]:
+        from aire import stages
+
+        return stages.sign_model(run_spec(get_current_context()))
+
+    @task
+    def evaluate(validated: dict[str, Any], signed: dict[str, Any]) -> dict[str, Any]:
+        from aire import stages
+
+        return stages.evaluate(run_spec(get_current_context()), validated["champion_version"])
+
+    @task.branch
+    def gate(validated: dict[str, Any], evaluated: dict[str, Any]) -> str:
+        from aire import stages
+        from aire_airflow.glue import log_decision
+
+        decision = stages.gate(run_spec(get_current_context()), validated["champion_version"])
+        log_decision(decision)
+        return "promote" if decision["promote"] else "reject"
+
+    @task
+    def promote() -> dict[str, Any]:
+        from aire import stages
+
+        return stages.promote(run_spec(get_current_context()))
+
+    @task
+    def reject() -> dict[str, Any]:
+        from aire import stages
+
+        return stages.reject(run_spec(get_current_context()))
+
+    validated = validate_data()
+    analysis = analyze_errors(validated)
+    signed = sign_model(fine_tune(validated, analysis))
+    gate(validated, evaluate(validated, signed)) >> [promote(), reject()]
+
+
+aire_retrain()
