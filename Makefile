@@ -1,0 +1,36 @@
+# AIRE: `make demo` sets everything up and runs the retraining DAG twice on embedded
+# defaults; `make test` runs the whole test suite. Both install what they need.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+export AIRE_HOME ?= $(CURDIR)/.aire
+# The venv's own pip, without the machine's torch cap getting in the way of our pin.
+PIP    := $(BIN)/pip install --disable-pip-version-check
+
+.PHONY: install demo test test-fast bench clean-home
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	$(PIP) --no-deps -e .
+	touch $@
+
+# Prepares $(AIRE_HOME), teaches .venv/bin/activate the home's exports, runs the demo.
+demo: install
+	@grep -q 'aire env' $(BIN)/activate || \
+	  printf '\n# AIRE: point airflow, mlflow and aire at the embedded home\nexport AIRE_HOME="$${AIRE_HOME:-%s}"\neval "$$("%s/aire" env)"\n' \
+	    "$(AIRE_HOME)" "$(CURDIR)/$(BIN)" >> $(BIN)/activate
+	$(BIN)/aire init
+	$(BIN)/aire demo
+
+test: install
+	$(BIN)/python -m pytest
+
+# Unit and DAG tests only (no end-to-end Airflow runs, no servers).
+test-fast: install
+	$(BIN)/python -m pytest -m "not integration and not e2e"
+
+clean-home:
+	rm -rf "$(AIRE_HOME)"

@@ -1,0 +1,147 @@
+"""The stages in-process (`aire run`'s path) on a fresh home: bad input never gets through.
+
+One champion per module; every bad batch after it must stop with an error that names the
+file, the column and the rule, open an incident, and leave the champion and its
+artifacts exactly as they were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from aire.errors import ConfigError, DataValidationError, InputError, VerificationError
+from aire.home import PROJECT_ROOT, Home
+from aire.incidents import IncidentStore
+from aire.registry import Registry
+from aire.run_context import RunSpec
+from aire.setup import prepare_home
+from aire.stages import run_all
+from aire.status import pipeline_status
+
+CONFIG = PROJECT_ROOT / "include" / "config" / "credit_risk.yaml"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
+    root = tmp_path_factory.mktemp("home")
+    saved = {k: os.environ.get(k) for k in ("AIRE_HOME", "MLFLOW_TRACKING_URI", "AIRE_INCIDENTS_DB")}
+    os.environ["AIRE_HOME"] = str(root)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("AIRE_INCIDENTS_DB", None)
+    home = Home.from_env()
+    prepare_home(home, migrate_airflow=False)
+    outcome = run_all(RunSpec(str(CONFIG), str(home.data_dir / "batch_clean.csv"), "champion-run"))
+    assert outcome["outcome"] == "promoted"
+    yield home
+    for key, value in saved.items():
+        os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+
+
+def artifacts_fingerprint(home: Home) -> str:
+    """Every byte the champion's MLflow run holds (model, signature, reference, reports)."""
+    champion = Registry(home.mlflow_tracking_uri).champion("credit-risk")
+    digest = hashlib.sha256()
+    for path in sorted((home.mlflow_dir / "artifacts" / "credit-risk" / champion.run_id).rglob("*")):
+        if path.is_file():
+            digest.update(path.as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def clean(home: Home) -> pd.DataFrame:
+    return pd.read_csv(home.data_dir / "batch_clean.csv")
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    frame.to_csv(path, index=False)
+    return path
+
+
+def truncated(home: Home, path: Path) -> Path:
+    text = (home.data_dir / "batch_clean.csv").read_text()
+    path.write_text(text[: len(text) // 2])
+    return path
+
+
+def with_value(column: str, value: object):
+    def make(home: Home, path: Path) -> Path:
+        frame = clean(home)
+        frame[column] = frame[column].astype(object)
+        frame.loc[3, column] = value
+        return write_csv(frame, path)
+    return make
+
+
+BAD_BATCHES = {
+    "missing column": (lambda h, p: write_csv(clean(h).drop(columns=["purpose"]), p), "purpose", "column exists"),
+    "empty file": (lambda h, p: (p.write_text(""), p)[1], None, "file is not empty"),
+    "header only": (lambda h, p: (p.write_text(",".join(clean(h).columns) + "\n"), p)[1], None, "row count >= 1"),
+    "truncated csv": (truncated, None, "complete rows"),
+    "NaN in a numeric feature": (with_value("age", np.nan), "age", "not null"),
+    "infinite value": (with_value("credit_amount", np.inf), "credit_amount", "finite"),
+    "label never seen": (with_value("risk", 7), "risk", "label in known classes"),
+    "category never seen": (with_value("housing", "castle"), "housing", "known categories"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BATCHES))
+def test_bad_batch_is_refused_with_an_incident_and_the_champion_untouched(
+    home: Home, tmp_path: Path, case: str
+) -> None:
+    make, column, rule = BAD_BATCHES[case]
+    batch = make(home, tmp_path / "batch.csv")
+    before = (pipeline_status(CONFIG, home), artifacts_fingerprint(home))
+    run_key = f"bad-{case.replace(' ', '-')}"
+
+    with pytest.raises(DataValidationError) as raised:
+        run_all(RunSpec(str(CONFIG), str(batch), run_key))
+
+    error = raised.value
+    # The message names the file and lists every broken rule; the first names the column.
+    assert str(batch) in str(error) and rule in str(error) and error.column == column
+    incidents = [i for i in IncidentStore(home.incidents_db_url).list() if i.source.run_id == run_key]
+    assert len(incidents) == 1 and incidents[0].source.task_id == "validate_data"
+    assert Path(incidents[0].postmortem).is_file()
+    after = (pipeline_status(CONFIG, home), artifacts_fingerprint(home))
+    assert after[0]["champion"] == before[0]["champion"] and after[1] == before[1]
+
+
+def test_unknown_config_key_is_refused_naming_the_key(home: Home, tmp_path: Path) -> None:
+    data = yaml.safe_load(CONFIG.read_text())
+    data["training"]["epocs"] = 3
+    config = tmp_path / "typo.yaml"
+    config.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="key 'training.epocs'"):
+        run_all(RunSpec(str(config), str(home.data_dir / "batch_clean.csv"), "bad-config"))
+    incidents = [i for i in IncidentStore(home.incidents_db_url).list() if i.source.run_id == "bad-config"]
+    assert len(incidents) == 1 and "training.epocs" in incidents[0].evidence["exception"]["message"]
+
+
+def test_a_tampered_champion_is_never_loaded(home: Home) -> None:
+    champion = Registry(home.mlflow_tracking_uri).champion("credit-risk")
+    weights = next((home.mlflow_dir / "artifacts").rglob(f"{champion.signed_digest}/model/weights.safetensors"))
+    original = weights.read_bytes()
+    try:
+        flipped = bytearray(original)
+        flipped[-1] ^= 0x01
+        weights.write_bytes(bytes(flipped))
+        assert pipeline_status(CONFIG, home)["champion"]["verified"] is False
+        with pytest.raises(VerificationError, match="weights.safetensors"):
+            run_all(RunSpec(str(CONFIG), str(home.data_dir / "batch_clean.csv"), "tampered"))
+        incidents = [i for i in IncidentStore(home.incidents_db_url).list() if i.source.run_id == "tampered"]
+        assert len(incidents) == 1 and incidents[0].source.kind == "signature_failure"
+        assert Registry(home.mlflow_tracking_uri).champion("credit-risk").version == champion.version
+    finally:
+        weights.write_bytes(original)
+    assert pipeline_status(CONFIG, home)["champion"]["verified"] is True
+
+
+def test_input_errors_are_the_ones_the_dag_never_retries() -> None:
+    assert issubclass(DataValidationError, InputError) and issubclass(VerificationError, InputError)
+    assert issubclass(ConfigError, InputError)
