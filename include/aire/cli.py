@@ -7,13 +7,16 @@ Exit status 0 on success; 2 with a one-line reason on bad input (config, data, s
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import pkgutil
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import aire
 from aire.errors import AireError, InputError
 from aire.home import PROJECT_ROOT, Home
 
@@ -68,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
 
     cmd = sub.add_parser("demo", help="run aire_retrain through Airflow on the clean, then the corrupted batch")
     cmd.set_defaults(handler=_demo)
+
+    # Each area's commands live beside its library code, in aire/cli_<area>.py, which
+    # defines add_commands(sub); they are found here so that adding one edits no list.
+    for module in sorted(m.name for m in pkgutil.iter_modules(aire.__path__) if m.name.startswith("cli_")):
+        importlib.import_module(f"aire.{module}").add_commands(sub)
     return parser
 
 
