@@ -124,6 +124,16 @@ class Storage(_Strict):
     region: str | None = None
 
 
+class Signing(_Strict):
+    """Where the signing key comes from: the embedded home's pair, or an Airflow connection.
+
+    The connection holds the private key PEM as its password (and may hold the public key
+    as ``public_key`` in its extra); a secrets backend can serve that connection.
+    """
+
+    conn_id: str | None = None
+
+
 class PipelineConfig(_Strict):
     name: str
     dataset: Dataset
@@ -132,6 +142,7 @@ class PipelineConfig(_Strict):
     analysis: Analysis = Field(default_factory=Analysis)
     gates: Gates = Field(default_factory=Gates)
     storage: Storage = Field(default_factory=Storage)
+    signing: Signing = Field(default_factory=Signing)
 
     @model_validator(mode="after")
     def _name_is_a_model_name(self) -> PipelineConfig:

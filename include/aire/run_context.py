@@ -19,6 +19,7 @@ import pandas as pd
 from aire.config import PipelineConfig, load_config
 from aire.errors import AireError
 from aire.home import Home
+from aire.keys import KeyPair, ensure_keypair
 from aire.ledger import Ledger
 from aire.registry import Registry
 from aire.storage import ObjectStore, S3Settings, open_store
@@ -35,6 +36,7 @@ class RunSpec:
     epochs: int | None = None
     learning_rate: float | None = None
     s3: S3Settings | None = None
+    keys: KeyPair | None = None  # from a secret; None: the home's own pair
 
 
 class RunContext:
@@ -57,6 +59,11 @@ class RunContext:
             self.name, self.spec.run_key, tags={"aire.batch_uri": self.spec.batch_uri,
                                                 "aire.config": str(self.spec.config_path)}
         )
+
+    @cached_property
+    def keys(self) -> KeyPair:
+        """The pair that signs this run's candidate and verifies every model it loads."""
+        return self.spec.keys or ensure_keypair(self.home.keys_dir)
 
     @cached_property
     def store(self) -> ObjectStore:
@@ -112,5 +119,5 @@ class RunContext:
             shutil.rmtree(stale)  # always verify a fresh download, never a cached copy
         return fetch_verified(
             self.registry, self.registry.version(self.name, version),
-            public_key=self.home.public_key, ledger=self.ledger, workdir=workdir,
+            public_key=self.keys.public, ledger=self.ledger, workdir=workdir,
         )

@@ -129,12 +129,11 @@ def fine_tune(spec: RunSpec, champion_version: int | None) -> dict[str, Any]:
 def sign_model(spec: RunSpec) -> dict[str, Any]:
     """Sign the candidate directory with the home's key; record the digest in the ledger."""
     from aire.registry import candidate_artifacts
-    from aire.signing import ensure_keypair
     from aire.signing import sign_model as sign
     from aire.trust import SIGNED
 
     ctx = RunContext(spec)
-    keys = ensure_keypair(ctx.home.keys_dir)
+    keys = ctx.keys
     signed = sign(ctx.path("model"), ctx.path("model.sig"), private_key=keys.private)
     if not ctx.ledger.find(SIGNED, pipeline=ctx.name, digest=signed.digest):
         ctx.ledger.append(SIGNED, {"pipeline": ctx.name, "run_key": spec.run_key, "digest": signed.digest,
@@ -286,7 +285,7 @@ def _verified_candidate_digest(ctx: RunContext) -> str:
     digest = recorded.get("digest")
     if not digest or not ctx.ledger.find(SIGNED, pipeline=ctx.name, digest=digest):
         raise VerificationError(f"{ctx.path('model')}: no signing record in the ledger for this candidate")
-    verify_model(ctx.path("model"), ctx.path("model.sig"), public_key=ctx.home.public_key, expected_digest=digest)
+    verify_model(ctx.path("model"), ctx.path("model.sig"), public_key=ctx.keys.public, expected_digest=digest)
     return str(digest)
 
 

@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from aire.keys import KeyPair
     from aire.run_context import RunSpec
     from aire.storage import S3Settings
 
@@ -23,7 +24,28 @@ def run_spec(context: Any) -> RunSpec:
         config_path=params["config"], batch_uri=params["batch"], run_key=context["run_id"],
         epochs=params.get("epochs"), learning_rate=params.get("learning_rate"),
         s3=s3_settings(config.storage.aws_conn_id, config.storage.endpoint_url, config.storage.region),
+        keys=signing_keys(config.signing.conn_id),
     )
+
+
+def signing_keys(conn_id: str | None) -> KeyPair | None:
+    """The signing pair held by an Airflow connection (or the secrets backend behind it).
+
+    Written for this task only to a private temporary folder; None keeps the home's pair.
+    """
+    if conn_id is None:
+        return None
+    import tempfile
+    from pathlib import Path
+
+    from airflow.sdk import Connection
+
+    from aire.keys import keypair_from_pem
+
+    conn = Connection.get(conn_id)
+    extra = conn.extra_dejson or {}
+    folder = Path(tempfile.mkdtemp(prefix="aire-keys-"))
+    return keypair_from_pem(conn.password or None, extra.get("public_key"), folder)
 
 
 def s3_settings(conn_id: str | None, endpoint_url: str | None, region: str | None) -> S3Settings | None:

@@ -145,3 +145,54 @@ def test_a_tampered_champion_is_never_loaded(home: Home) -> None:
 def test_input_errors_are_the_ones_the_dag_never_retries() -> None:
     assert issubclass(DataValidationError, InputError) and issubclass(VerificationError, InputError)
     assert issubclass(ConfigError, InputError)
+
+
+def test_cli_verifies_a_registered_version_against_its_recorded_digest(home: Home) -> None:
+    import subprocess
+    import sys
+
+    aire = str(Path(sys.executable).with_name("aire"))
+    ok = subprocess.run([aire, "verify", "--version", "1"], capture_output=True, text=True,
+                        env={**os.environ, "AIRE_HOME": str(home.root)})
+    assert ok.returncode == 0, ok.stderr
+    missing = subprocess.run([aire, "verify", "--version", "99"], capture_output=True, text=True,
+                             env={**os.environ, "AIRE_HOME": str(home.root)})
+    assert missing.returncode != 0 and "no version 99" in missing.stderr
+
+
+def test_an_older_model_replayed_under_a_newer_version_is_refused(home: Home, tmp_path: Path) -> None:
+    """v1's files and valid signature, put where v2 lives, must not pass as v2."""
+    import shutil
+
+    from aire.datasets import german_credit, make_batch
+    from aire.ledger import Ledger
+    from aire.trust import fetch_verified
+
+    data = yaml.safe_load(CONFIG.read_text())
+    data["gates"] = {"max_drift_share": 1, "max_noise_rate": 1, "min_accuracy": 0, "max_accuracy_drop": 1,
+                     "max_fairness_gap": 1, "max_fairness_gap_increase": 1}
+    lenient = tmp_path / "lenient.yaml"
+    lenient.write_text(yaml.safe_dump(data))
+    second, _ = make_batch(german_credit(), n_rows=600, seed=11)
+    batch = write_csv(second, tmp_path / "second.csv")
+    assert run_all(RunSpec(str(lenient), str(batch), "second-champion"))["outcome"] == "promoted"
+
+    registry = Registry(home.mlflow_tracking_uri)
+    v1, v2 = registry.version("credit-risk", 1), registry.version("credit-risk", 2)
+    artifacts = home.mlflow_dir / "artifacts" / "credit-risk"
+    v1_dir = artifacts / v1.run_id / "artifacts" / "candidates" / v1.signed_digest
+    v2_dir = artifacts / v2.run_id / "artifacts" / "candidates" / v2.signed_digest
+    saved = tmp_path / "v2-saved"
+    shutil.copytree(v2_dir, saved)
+    try:
+        shutil.rmtree(v2_dir)
+        shutil.copytree(v1_dir, v2_dir)  # the older model, with its own valid signature
+        with pytest.raises(VerificationError, match="replayed or swapped"):
+            fetch_verified(registry, v2, public_key=home.public_key, ledger=Ledger(home.ledger_path),
+                           workdir=tmp_path / "fetch")
+        assert pipeline_status(CONFIG, home)["champion"]["verified"] is False
+    finally:
+        shutil.rmtree(v2_dir)
+        shutil.copytree(saved, v2_dir)
+    assert pipeline_status(CONFIG, home)["champion"] == {
+        "version": 2, "digest": v2.signed_digest, "verified": True, "reason": None}

@@ -1,0 +1,117 @@
+"""The signing key pair: generated under the embedded home, or handed over by a secret.
+
+In the embedded home the pair is an EC P-256 key generated on first use. In production
+the private key comes from an Airflow connection or a secrets backend: the Airflow
+adapter reads it there and calls ``keypair_from_pem``, which writes it, for the life of
+one task, to a private folder; it never lives in the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from aire.errors import InputError
+
+PRIVATE_KEY_NAME = "signing.key"  # PEM (PKCS#8, unencrypted, mode 0600)
+PUBLIC_KEY_NAME = "signing.pub"  # PEM; Home.public_key points here
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private: Path
+    public: Path
+
+    def to_dict(self) -> dict[str, str]:
+        return {"private": str(self.private), "public": str(self.public)}
+
+
+def ensure_keypair(keys_dir: Path) -> KeyPair:
+    """The EC P-256 key pair under ``keys_dir``, generated on first use.
+
+    Two processes racing here both end up with the same pair: each writes a temporary
+    file and hard-links it into place only if the name is still free.
+    """
+    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pair = KeyPair(keys_dir / PRIVATE_KEY_NAME, keys_dir / PUBLIC_KEY_NAME)
+    if not pair.private.exists():
+        fresh = ec.generate_private_key(ec.SECP256R1())
+        _link_if_absent(pair.private, fresh.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()), mode=0o600)
+    mode = pair.private.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise InputError(f"{pair.private}: private key is readable by others "
+                         f"(mode {mode:o}); run chmod 600")
+    try:
+        key = serialization.load_pem_private_key(pair.private.read_bytes(), password=None)
+    except ValueError as exc:
+        raise InputError(f"{pair.private}: not an unencrypted PEM private key: {exc}") from exc
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    # Derived from the private key, so whoever wins this link writes the same bytes.
+    _link_if_absent(pair.public, public_pem, mode=0o644)
+    if pair.public.read_bytes() != public_pem:
+        raise InputError(f"{pair.public} is not the public half of {pair.private}")
+    return pair
+
+
+def _link_if_absent(dest: Path, data: bytes, *, mode: int) -> None:
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.tmp-")
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, data)
+        os.fsync(fd)
+        os.close(fd)
+        try:
+            os.link(tmp, dest)
+        except FileExistsError:
+            pass  # another process won the race; its file is complete (linked after fsync)
+    finally:
+        os.unlink(tmp)
+
+
+
+def keypair_from_pem(private_pem: str | None, public_pem: str | None, directory: Path) -> KeyPair:
+    """Write key material from a secret into ``directory`` (0700; the private key 0600).
+
+    With only a private key, the public half is derived from it. With only a public key
+    the pair can verify but not sign: its private path does not exist.
+    """
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(directory, 0o700)
+    pair = KeyPair(directory / PRIVATE_KEY_NAME, directory / PUBLIC_KEY_NAME)
+    if private_pem:
+        try:
+            key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+        except ValueError as exc:
+            raise InputError(f"signing key from the secret store is not an unencrypted PEM key: {exc}") from exc
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise InputError("signing key from the secret store is not an EC key (P-256/384/521)")
+        _replace(pair.private, private_pem.encode(), mode=0o600)
+        derived = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        if public_pem and public_pem.strip() != derived.strip():
+            raise InputError("the secret's public key is not the public half of its private key")
+        public_pem = derived
+    if not public_pem:
+        raise InputError("the signing secret holds neither a private nor a public key")
+    _replace(pair.public, public_pem.encode(), mode=0o644)
+    return pair
+
+
+def _replace(dest: Path, data: bytes, *, mode: int) -> None:
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.tmp-")
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, data)
+        os.close(fd)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
