@@ -136,6 +136,7 @@ def test_a_tampered_champion_is_never_loaded(home: Home) -> None:
             run_all(RunSpec(str(CONFIG), str(home.data_dir / "batch_clean.csv"), "tampered"))
         incidents = [i for i in IncidentStore(home.incidents_db_url).list() if i.source.run_id == "tampered"]
         assert len(incidents) == 1 and incidents[0].source.kind == "signature_failure"
+        assert "changed bytes in weights.safetensors" in Path(incidents[0].postmortem).read_text()
         assert Registry(home.mlflow_tracking_uri).champion("credit-risk").version == champion.version
     finally:
         weights.write_bytes(original)
