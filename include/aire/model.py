@@ -1,4 +1,4 @@
-"""The tabular recipe: the network, and the model directory format (preprocessing: preprocessing.py).
+"""The tabular recipe: the network and the model directory format.
 
 A model directory holds three files and nothing executable:
 
