@@ -78,8 +78,8 @@ def _last_run(home: Home) -> tuple[str, str, dict[str, float]]:
             "SELECT run_id, state FROM dag_run WHERE dag_id = 'aire_retrain' ORDER BY id DESC LIMIT 1"
         ).fetchone()
         rows = db.execute(
-            "SELECT task_id, state, duration FROM task_instance WHERE dag_id = 'aire_retrain' AND run_id = ?",
-            (run_id,),
+            "SELECT task_id, state, duration FROM task_instance WHERE dag_id = 'aire_retrain' AND run_id = ? "
+            "ORDER BY start_date IS NULL, start_date", (run_id,),
         ).fetchall()
     return run_id, state, {f"{task} ({task_state})": round(duration or 0.0, 1) for task, task_state, duration in rows}
 
@@ -93,7 +93,7 @@ def _summary(home: Home, name: str, status: dict, first: DemoRun, second: DemoRu
     print(f"open incidents   {status['incidents']['open']}")
     for label, run in (("run 1 (clean)", first), ("run 2 (corrupt)", second)):
         print(f"{label:16} {run.state} in {run.seconds:.1f}s  reports: {home.run_dir(name, run.run_id)}")
-        for task, seconds in sorted(run.task_seconds.items()):
+        for task, seconds in run.task_seconds.items():  # in the order they ran
             print(f"    {task:32} {seconds:6.1f}s")
     for incident in incidents:
         print(f"incident #{incident.id}      {incident.title}")

@@ -21,14 +21,13 @@ def pipeline_status(config_path: str | Path, home: Home | None = None) -> dict[s
     champion = Registry(home.mlflow_tracking_uri).champion(name)
     champion_status: dict[str, Any] | None = None
     if champion is not None:
-        champion_status = {"version": champion.version, "digest": champion.signed_digest,
-                           "verified": False, "reason": None}
+        champion_status = {"version": champion.version, "digest": champion.signed_digest, "verified": False}
         try:
             with tempfile.TemporaryDirectory(prefix="aire-status-") as workdir:
                 fetch_verified(Registry(home.mlflow_tracking_uri), champion, public_key=home.public_key,
                                ledger=Ledger(home.ledger_path), workdir=Path(workdir))
             champion_status["verified"] = True
         except (AireError, OSError) as exc:
-            champion_status["reason"] = str(exc)
+            champion_status["reason"] = str(exc)  # only present when verification failed
     store = IncidentStore(home.incidents_db_url)
     return {"model": name, "champion": champion_status, "incidents": {"open": store.count_open(pipeline=name)}}

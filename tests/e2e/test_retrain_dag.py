@@ -97,6 +97,7 @@ def test_clean_batch_becomes_a_verified_champion(home: Home, first_run: dict) ->
     status = json.loads(out.stdout)
     assert status["champion"]["version"] == 1 and status["champion"]["verified"] is True
     assert set(status) == {"model", "champion", "incidents"}
+    assert set(status["champion"]) == {"version", "digest", "verified"} and status["incidents"]["open"] == 0
 
 
 def test_corrupted_batch_is_rejected_with_one_incident(home: Home, first_run: dict) -> None:

@@ -196,4 +196,4 @@ def test_an_older_model_replayed_under_a_newer_version_is_refused(home: Home, tm
         shutil.rmtree(v2_dir)
         shutil.copytree(saved, v2_dir)
     assert pipeline_status(CONFIG, home)["champion"] == {
-        "version": 2, "digest": v2.signed_digest, "verified": True, "reason": None}
+        "version": 2, "digest": v2.signed_digest, "verified": True}
