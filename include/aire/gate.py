@@ -9,9 +9,13 @@ evidence is indeed absent; evidence that exists is always checked.
 
 Where each field comes from:
 - evaluation.json (``aire.evaluation.write_report``): drift.drift_share,
-  quality.candidate.accuracy, quality.champion.accuracy, fairness.candidate.max_gap,
+  quality.candidate.accuracy (the whole holdout), quality.comparison.{candidate,champion}
+  .accuracy and .accuracy_drop_se (both models on the same rows), fairness.candidate.max_gap,
   fairness.champion.max_gap;
 - the error analysis summary.json: estimated_noise_rate (None when the analysis was skipped);
+- ``champion_noise_rate``: set by the caller from the champion's training run (the MLflow
+  metric analysis.estimated_noise_rate): the noise check's baseline. Only a first run goes
+  without it (the absolute cap ``max_noise_rate`` is then the limit);
 - signing_json: a boolean ``verified``; the pipeline normally sets ``signature_verified``
   itself after verifying the candidate, with ``dataclasses.replace``;
 - ``validation_passed``: the validation report's ``success`` (keyword ``validation_json``),
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +41,11 @@ class Evidence:
     drift_share: float | None = None
     first_run: bool = False
     noise_rate: float | None = None
+    champion_noise_rate: float | None = None
     candidate_accuracy: float | None = None
-    champion_accuracy: float | None = None
+    compared_candidate_accuracy: float | None = None
+    compared_champion_accuracy: float | None = None
+    accuracy_drop_se: float | None = None
     candidate_fairness_gap: float | None = None
     champion_fairness_gap: float | None = None
     signature_verified: bool | None = None
@@ -96,8 +103,14 @@ def evidence_from_files(evaluation_json: Path | None, analysis_summary_json: Pat
 
     evaluation = _read(evaluation_json, "evaluation report")
     take("drift_share", evaluation, ("drift", "drift_share"), "rate")
+    untestable = _dig(evaluation, ("drift", "untestable_columns"))
+    if untestable:  # a share over columns that could not all be tested is not a measurement
+        values["drift_share"] = None
+        missing["drift_share"] = f"drift not computable for column(s) {untestable}: no values to test"
     take("candidate_accuracy", evaluation, ("quality", "candidate", "accuracy"), "rate")
-    take("champion_accuracy", evaluation, ("quality", "champion", "accuracy"), "rate")
+    take("compared_candidate_accuracy", evaluation, ("quality", "comparison", "candidate", "accuracy"), "rate")
+    take("compared_champion_accuracy", evaluation, ("quality", "comparison", "champion", "accuracy"), "rate")
+    take("accuracy_drop_se", evaluation, ("quality", "comparison", "accuracy_drop_se"), "rate")
     take("candidate_fairness_gap", evaluation, ("fairness", "candidate", "max_gap"), "rate")
     take("champion_fairness_gap", evaluation, ("fairness", "champion", "max_gap"), "rate")
     if isinstance(evaluation, dict) and values.get("candidate_fairness_gap") is None:
@@ -155,7 +168,7 @@ def decide(gates: Gates, evidence: Evidence) -> GateDecision:
     checks = [
         _is_true("data_validation", e.validation_passed, "validation_passed", e),
         _drift(gates, e),
-        _at_most("noise_rate", e.noise_rate, gates.max_noise_rate, "noise_rate", e),
+        _noise(gates, e),
         _at_least("accuracy", e.candidate_accuracy, gates.min_accuracy, "candidate_accuracy", e),
         _accuracy_drop(gates, e),
         _at_most("fairness_gap", e.candidate_fairness_gap, gates.max_fairness_gap, "candidate_fairness_gap", e),
@@ -204,11 +217,35 @@ def _drift(gates: Gates, e: Evidence) -> Check:
     return _at_most("drift_share", e.drift_share, gates.max_drift_share, "drift_share", e)
 
 
+def _noise(gates: Gates, e: Evidence) -> Check:
+    """Relative to the champion's own estimate, never above the cap; the cap alone on a first run."""
+    baseline = _number(e.champion_noise_rate)
+    if baseline is None and not e.first_run:
+        return _missing("noise_rate", gates.max_noise_rate, ("champion_noise_rate",), e)
+    if baseline is None:
+        limit, basis = gates.max_noise_rate, "first run: the absolute cap"
+    else:
+        limit = min(baseline + gates.max_noise_rate_increase, gates.max_noise_rate)
+        basis = (f"champion's {baseline:.4f} + {gates.max_noise_rate_increase}"
+                 + (f", capped at {gates.max_noise_rate}" if limit == gates.max_noise_rate else ""))
+    check = _at_most("noise_rate", e.noise_rate, round(limit, 6), "noise_rate", e)
+    return check if check.value is None else replace(check, reason=f"{check.reason} ({basis})")
+
+
 def _accuracy_drop(gates: Gates, e: Evidence) -> Check:
-    return _worse_than_champion("accuracy_drop_vs_champion", gates.max_accuracy_drop, e,
-                                worse=("champion_accuracy", e.champion_accuracy),
-                                better=("candidate_accuracy", e.candidate_accuracy),
-                                champion=e.champion_accuracy)
+    """The candidate may trail the champion by the tolerance plus z paired standard errors."""
+    se = _number(e.accuracy_drop_se)
+    limit = gates.max_accuracy_drop + gates.accuracy_drop_z * (se or 0.0)
+    check = _worse_than_champion("accuracy_drop_vs_champion", round(limit, 6), e,
+                                 worse=("compared_champion_accuracy", e.compared_champion_accuracy),
+                                 better=("compared_candidate_accuracy", e.compared_candidate_accuracy),
+                                 champion=e.compared_champion_accuracy)
+    if check.value is None or check.reason == NOT_APPLICABLE:
+        return check
+    if se is None:  # the allowance for noise is part of the evidence: without it, fail closed
+        return _missing(check.name, limit, ("accuracy_drop_se",), e)
+    return replace(check, reason=f"{check.reason} (max {gates.max_accuracy_drop} + "
+                                 f"{gates.accuracy_drop_z} x paired SE {se:.4f})")
 
 
 def _fairness_increase(gates: Gates, e: Evidence) -> Check:

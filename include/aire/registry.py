@@ -26,6 +26,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
+CHALLENGER = "challenger"  # registered, passed the gate, not (yet) the champion
 TAG_RUN_KEY = "aire.run_key"
 TAG_DATA_DIGEST = "aire.data_digest"
 TAG_SIGNED_DIGEST = "aire.signed_digest"
@@ -166,6 +167,21 @@ class Registry:
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         self.client.set_registered_model_alias(name, alias, str(version))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove ``alias``; an alias that is not set is already removed."""
+        try:
+            self.client.delete_registered_model_alias(name, alias)
+        except MlflowException:
+            pass
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """Every alias of the model and the version it points at ({} for an unknown model)."""
+        try:
+            model = self.client.get_registered_model(name)
+        except MlflowException:
+            return {}
+        return {alias: int(version) for alias, version in sorted((model.aliases or {}).items())}
 
     def download_model(self, version: ModelVersion, destination: Path | None = None) -> tuple[Path, Path]:
         """The model directory and its signature, downloaded for verification before use."""

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from aire.evaluation import DriftResult, QualityResult
+    from aire.drift import DriftResult
+    from aire.evaluation import QualityComparison, QualityResult
     from aire.fairness import FairnessResult
 
 _STYLE = """
@@ -32,26 +33,33 @@ _QUALITY_ROWS = (("accuracy", "Accuracy"), ("macro_f1", "Macro F1"), ("roc_auc",
                  ("ece", "Expected calibration error (10 bins)"), ("n_rows", "Rows scored"))
 
 
-def write_report(out_dir: Path, drift: DriftResult | None, candidate: QualityResult,
-                 champion: QualityResult | None, fairness_candidate: FairnessResult,
-                 fairness_champion: FairnessResult | None) -> dict[str, Path]:
+def write_report(out_dir: Path, drift: DriftResult | None, candidate: QualityResult | None,
+                 champion: QualityResult | None, fairness_candidate: FairnessResult | None,
+                 fairness_champion: FairnessResult | None, *, comparison: QualityComparison | None = None,
+                 problems: Sequence[tuple[str, str]] = (), first_run: bool | None = None) -> dict[str, Path]:
     """Write evaluation.json and evaluation.html into ``out_dir``; returns their paths.
 
-    ``drift`` is None on a first run (no reference data), ``champion`` and
-    ``fairness_champion`` are None when there is no champion.
+    A None result is a part that was not computed: on a first run (no champion, so no
+    reference data and nothing to compare with) or because it failed, in which case
+    ``problems`` holds (what, why). ``first_run`` defaults to "no champion quality".
     """
+    first = champion is None if first_run is None else first_run
     record: dict[str, Any] = {
-        "schema": "aire.evaluation/1",
+        "schema": "aire.evaluation/2",
         "drift": drift.to_dict() if drift else None,
-        "quality": {"candidate": candidate.to_dict(), "champion": champion.to_dict() if champion else None},
-        "fairness": {"candidate": fairness_candidate.to_dict(),
+        "quality": {"candidate": candidate.to_dict() if candidate else None,
+                    "champion": champion.to_dict() if champion else None,
+                    "comparison": comparison.to_dict() if comparison else None},
+        "fairness": {"candidate": fairness_candidate.to_dict() if fairness_candidate else None,
                      "champion": fairness_champion.to_dict() if fairness_champion else None},
-        "not_computed": _not_computed(drift, candidate, champion, fairness_candidate, fairness_champion),
+        "not_computed": [*_not_computed(first, drift, candidate, champion, fairness_candidate, fairness_champion),
+                         *({"what": what, "reason": why} for what, why in problems)],
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "evaluation.json", "html": out_dir / "evaluation.html"}
-    atomic_write_text(paths["json"], json.dumps(record, indent=2, allow_nan=False) + "\n")
+    # The page first: the JSON is the gate's evidence, and its presence means "complete".
     atomic_write_text(paths["html"], render_evaluation(record))
+    atomic_write_text(paths["json"], json.dumps(record, indent=2, allow_nan=False) + "\n")
     return paths
 
 
@@ -67,14 +75,16 @@ def atomic_write_text(target: Path, text: str) -> None:
         Path(name).unlink(missing_ok=True)
 
 
-def _not_computed(drift: DriftResult | None, candidate: QualityResult, champion: QualityResult | None,
-                  fairness_candidate: FairnessResult,
+def _not_computed(first_run: bool, drift: DriftResult | None, candidate: QualityResult | None,
+                  champion: QualityResult | None, fairness_candidate: FairnessResult | None,
                   fairness_champion: FairnessResult | None) -> list[dict[str, str]]:
     gaps: list[dict[str, str]] = []
-    if drift is None:
+    if first_run:
         gaps.append({"what": "drift", "reason": "no reference data (first run: there is no champion yet)"})
-    if champion is None:
         gaps.append({"what": "champion quality and fairness", "reason": "no champion to compare with"})
+    if drift is not None:
+        gaps.extend({"what": f"drift of column '{column}'", "reason": drift.per_feature[column].method}
+                    for column in drift.untestable_columns)
     for role, result in (("candidate", candidate), ("champion", champion)):
         if result is not None and result.roc_auc is None:
             gaps.append({"what": f"{role} ROC AUC", "reason": result.roc_auc_reason or "unknown"})
@@ -91,6 +101,7 @@ def render_evaluation(record: Mapping[str, Any]) -> str:
         "<!doctype html><html><head><meta charset='utf-8'><title>AIRE evaluation</title>",
         f"<style>{_STYLE}</style></head><body><h1>Evaluation of the candidate</h1>",
         _quality_section(quality.get("candidate") or {}, quality.get("champion")),
+        _comparison_section(quality.get("comparison")),
         _drift_section(record.get("drift")),
         _fairness_section(fairness.get("candidate"), "candidate"),
         _fairness_section(fairness.get("champion"), "champion"),
@@ -112,12 +123,28 @@ def _quality_section(candidate: Mapping[str, Any], champion: Mapping[str, Any] |
     positive = escape(str(candidate.get("positive_label")))
     note = f"<p>Positive class (ROC AUC, selection rate): <code>{positive}</code></p>"
     header = ["metric", "candidate", "champion", "Δ"]
-    return "<h2>Quality on the holdout</h2>" + note + _table(header, rows)
+    return "<h2>Quality on the whole holdout</h2>" + note + _table(header, rows)
+
+
+def _comparison_section(comparison: Mapping[str, Any] | None) -> str:
+    title = "<h2>Candidate vs champion, on the same rows</h2>"
+    if not comparison:
+        return title + "<p class='na'>Not compared (see below).</p>"
+    ours, theirs = comparison.get("candidate") or {}, comparison.get("champion") or {}
+    rows = []
+    for key, label in _QUALITY_ROWS:
+        a, b = ours.get(key), theirs.get(key)
+        delta = a - b if isinstance(a, float) and isinstance(b, float) else None
+        rows.append([label, _num(a), _num(b), _num(delta, signed=True)])
+    return (title + f"<p>Rows: {escape(str(comparison.get('basis')))} ({comparison.get('n_rows')} scored, "
+            f"{comparison.get('n_excluded')} left out). Accuracy drop {_num(comparison.get('accuracy_drop'), signed=True)}"
+            f", paired standard error {_num(comparison.get('accuracy_drop_se'))}.</p>"
+            + _table(["metric", "candidate", "champion", "Δ"], rows))
 
 
 def _drift_section(drift: Mapping[str, Any] | None) -> str:
     if not drift:
-        return "<h2>Drift</h2><p class='na'>Not computed: no reference data (first run).</p>"
+        return "<h2>Drift</h2><p class='na'>Not computed (see the list at the end).</p>"
     nulls = drift.get("null_rate_change") or {}
     rows = []
     for column, d in (drift.get("per_feature") or {}).items():
@@ -140,7 +167,7 @@ def _drift_section(drift: Mapping[str, Any] | None) -> str:
 def _fairness_section(result: Mapping[str, Any] | None, role: str) -> str:
     title = f"<h2>Fairness of the {role}</h2>"
     if result is None:
-        return title + "<p class='na'>No champion to compare with.</p>"
+        return title + "<p class='na'>Not computed (see the list at the end).</p>"
     why = f" — {escape(str(result['reason']))}" if result.get("reason") else ""
     summary = (f"<p>Worst gap over attributes: <b>{_num(result.get('max_gap'))}</b>{why}; "
                f"groups under {result.get('min_group_count')} rows are undefined.</p>")

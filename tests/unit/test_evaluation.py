@@ -243,10 +243,40 @@ def test_group_without_positives_has_no_tpr(german: pd.DataFrame) -> None:
     y = np.array([1, 0] * 25 + [0] * 50)
     p = np.array([1] * 100)
     result = fairness(frame, y, p, _config(), positive_label=1)
-    b = {g.group: g for g in result.attributes["sex"].groups}["b"]
+    sex = result.attributes["sex"]
+    b = {g.group: g for g in sex.groups}["b"]
     assert b.tpr is None and "no actual positives" in b.undefined["tpr"]
     assert b.fpr == pytest.approx(1.0)
-    assert not result.attributes["sex"].computable  # equalized odds needs two groups with both labels
+    # Equalized odds from the part both groups can measure (FPR), and the report says so.
+    assert sex.computable and sex.equalized_odds_basis == ("fpr",)
+    assert ("TPR part of equalized odds for 'sex'", "fewer than two groups with a defined TPR") \
+        in result.not_computable()
+
+
+def test_rates_need_min_group_count_rows_in_their_own_denominator(german: pd.DataFrame) -> None:
+    """60 rows per group, but only 12 actual negatives in b: its FPR is noise, not a rate."""
+    frame = german.iloc[:120].assign(sex=["a"] * 60 + ["b"] * 60)
+    y = np.array([1, 0] * 30 + [1] * 48 + [0] * 12)
+    p = np.array([1, 0] * 30 + [1] * 40 + [0] * 8 + [1] * 12)
+    result = fairness(frame, y, p, _config(), positive_label=1)
+    sex = result.attributes["sex"]
+    a, b = (g for g in sex.groups)
+    assert b.fpr is None and b.undefined["fpr"] == "12 actual negatives < min_group_count 20"
+    assert b.tpr == pytest.approx(40 / 48) and a.tpr == pytest.approx(1.0) and a.fpr == pytest.approx(0.0)
+    assert sex.equalized_odds_basis == ("tpr",)
+    assert sex.equalized_odds_difference == pytest.approx(1 - 40 / 48)
+    # With a lower bar the FPR (12 of 12 chosen) counts, and dominates.
+    lowered = fairness(frame, y, p, _config(), positive_label=1, min_group_count=10).attributes["sex"]
+    assert lowered.equalized_odds_basis == ("tpr", "fpr") and lowered.equalized_odds_difference == pytest.approx(1.0)
+
+
+def test_no_measurable_part_of_equalized_odds_is_not_computable(german: pd.DataFrame) -> None:
+    frame = german.iloc[:60].assign(sex=["a"] * 30 + ["b"] * 30)
+    y = np.array([1, 0] * 30)  # 15 positives and 15 negatives per group: below 20 each
+    result = fairness(frame, y, y, _config(), positive_label=1)
+    sex = result.attributes["sex"]
+    assert not sex.computable and "equalized odds" in str(sex.reason) and result.max_gap is None
+    assert sex.demographic_parity_difference == pytest.approx(0.0)  # measured, but not enough alone
 
 
 def test_fairness_worst_gap_over_attributes_and_row_count_check(german: pd.DataFrame,

@@ -1,4 +1,5 @@
-"""The fail-closed promotion gate: a policy table, missing and garbled evidence, first runs."""
+"""The fail-closed promotion gate: a policy table, missing and garbled evidence, first runs,
+the relative noise check and the noise-aware accuracy tolerance."""
 
 from __future__ import annotations
 
@@ -12,14 +13,24 @@ import numpy as np
 import pandas as pd
 import pytest
 from aire.config import Gates, parse_config
-from aire.evaluation import ColumnDrift, DriftResult, NullRate, fairness, quality, write_report
+from aire.evaluation import (
+    ColumnDrift,
+    DriftResult,
+    NullRate,
+    compare_quality,
+    fairness,
+    quality,
+    write_report,
+)
 from aire.gate import NOT_APPLICABLE, Evidence, decide, evidence_from_files
 
 CHECKS = ["data_validation", "drift_share", "noise_rate", "accuracy", "accuracy_drop_vs_champion",
           "fairness_gap", "fairness_gap_increase_vs_champion", "signature_verified"]
 
-GOOD = Evidence(validation_passed=True, drift_share=0.1, first_run=False, noise_rate=0.05,
-                candidate_accuracy=0.76, champion_accuracy=0.75, candidate_fairness_gap=0.10,
+# Accuracy drop 0.01 against an allowance of 0.02 + 1.645 x 0.01 = 0.03645.
+GOOD = Evidence(validation_passed=True, drift_share=0.1, first_run=False, noise_rate=0.25,
+                champion_noise_rate=0.28, candidate_accuracy=0.76, compared_candidate_accuracy=0.75,
+                compared_champion_accuracy=0.76, accuracy_drop_se=0.01, candidate_fairness_gap=0.10,
                 champion_fairness_gap=0.08, signature_verified=True)
 
 
@@ -27,6 +38,10 @@ def _failed(gates: Gates, evidence: Evidence) -> list[str]:
     decision = decide(gates, evidence)
     assert decision.promote == (not decision.failed)
     return decision.failed
+
+
+def _check(gates: Gates, evidence: Evidence, name: str) -> Any:
+    return next(c for c in decide(gates, evidence).checks if c.name == name)
 
 
 def test_all_evidence_good_promotes() -> None:
@@ -42,9 +57,12 @@ def test_all_evidence_good_promotes() -> None:
 @pytest.mark.parametrize(("gates", "change", "failing"), [
     ({}, {"validation_passed": False}, "data_validation"),
     ({}, {"drift_share": 0.31}, "drift_share"),
-    ({}, {"noise_rate": 0.25}, "noise_rate"),
+    ({}, {"noise_rate": 0.34}, "noise_rate"),  # above the champion's 0.28 + 0.05
+    ({}, {"noise_rate": 0.2, "champion_noise_rate": 0.1}, "noise_rate"),  # a clean champion is the bar
+    ({"max_noise_rate": 0.3}, {"noise_rate": 0.31}, "noise_rate"),  # the cap: no ratcheting up
     ({"min_accuracy": 0.8}, {}, "accuracy"),
-    ({}, {"candidate_accuracy": 0.70}, "accuracy_drop_vs_champion"),  # 0.05 below the champion
+    ({}, {"compared_candidate_accuracy": 0.72}, "accuracy_drop_vs_champion"),  # 0.04 > 0.03645
+    ({"accuracy_drop_z": 0}, {"compared_candidate_accuracy": 0.735}, "accuracy_drop_vs_champion"),
     ({}, {"candidate_fairness_gap": 0.30, "champion_fairness_gap": 0.28}, "fairness_gap"),
     ({}, {"candidate_fairness_gap": 0.20}, "fairness_gap_increase_vs_champion"),  # +0.12 over 0.08
     ({}, {"signature_verified": False}, "signature_verified"),
@@ -54,20 +72,52 @@ def test_each_single_failure_is_named(gates: dict[str, float], change: dict[str,
 
 
 @pytest.mark.parametrize("change", [
-    {"drift_share": 0.3}, {"noise_rate": 0.2}, {"candidate_accuracy": 0.6, "champion_accuracy": 0.62},
-    {"candidate_accuracy": 0.72, "champion_accuracy": 0.75},  # exactly the allowed 0.03 drop
-    {"candidate_fairness_gap": 0.25, "champion_fairness_gap": 0.2},
+    {"drift_share": 0.3}, {"noise_rate": 0.33}, {"noise_rate": 0.15, "champion_noise_rate": 0.1},
+    {"candidate_accuracy": 0.6},
+    {"compared_candidate_accuracy": 0.70, "compared_champion_accuracy": 0.73645},  # exactly the allowance
+    {"candidate_fairness_gap": 0.25, "champion_fairness_gap": 0.15},
 ])
 def test_values_on_the_threshold_pass(change: dict[str, Any]) -> None:
     assert _failed(Gates(), replace(GOOD, **change)) == []
+
+
+def test_the_accuracy_allowance_grows_with_the_comparisons_noise() -> None:
+    """A 6-point drop is noise on 50 rows (SE ~0.05) and a regression on 5,000 (SE ~0.005)."""
+    drop = {"compared_candidate_accuracy": 0.70, "compared_champion_accuracy": 0.76}
+    small = _check(Gates(), replace(GOOD, **drop, accuracy_drop_se=0.05), "accuracy_drop_vs_champion")
+    large = _check(Gates(), replace(GOOD, **drop, accuracy_drop_se=0.005), "accuracy_drop_vs_champion")
+    assert small.passed and small.threshold == pytest.approx(0.02 + 1.645 * 0.05)
+    assert not large.passed and large.threshold == pytest.approx(0.02 + 1.645 * 0.005)
+    assert "paired SE 0.0050" in large.reason
+
+
+def test_noise_limit_is_the_champions_estimate_plus_the_margin_under_the_cap() -> None:
+    relative = _check(Gates(), GOOD, "noise_rate")
+    assert relative.threshold == pytest.approx(0.33) and "champion's 0.2800 + 0.05" in relative.reason
+    capped = _check(Gates(), replace(GOOD, champion_noise_rate=0.33), "noise_rate")
+    assert capped.threshold == pytest.approx(0.35) and "capped at 0.35" in capped.reason
+    first = _check(Gates(), replace(GOOD, first_run=True, champion_noise_rate=None), "noise_rate")
+    assert first.passed and first.threshold == 0.35 and "first run" in first.reason
+    assert not _check(Gates(), replace(GOOD, first_run=True, champion_noise_rate=None, noise_rate=0.36),
+                      "noise_rate").passed
+
+
+def test_a_champion_without_a_noise_baseline_fails_closed() -> None:
+    evidence = replace(GOOD, champion_noise_rate=None,
+                       missing={"champion_noise_rate": "champion v3's run logged no analysis.estimated_noise_rate"})
+    check = _check(Gates(), evidence, "noise_rate")
+    assert not check.passed and check.reason.startswith("missing evidence") and "v3" in check.reason
 
 
 @pytest.mark.parametrize(("field", "checks"), [
     ("validation_passed", ["data_validation"]),
     ("drift_share", ["drift_share"]),
     ("noise_rate", ["noise_rate"]),
-    ("candidate_accuracy", ["accuracy", "accuracy_drop_vs_champion"]),
-    ("champion_accuracy", ["accuracy_drop_vs_champion"]),
+    ("champion_noise_rate", ["noise_rate"]),
+    ("candidate_accuracy", ["accuracy"]),
+    ("compared_candidate_accuracy", ["accuracy_drop_vs_champion"]),
+    ("compared_champion_accuracy", ["accuracy_drop_vs_champion"]),
+    ("accuracy_drop_se", ["accuracy_drop_vs_champion"]),
     ("candidate_fairness_gap", ["fairness_gap", "fairness_gap_increase_vs_champion"]),
     ("champion_fairness_gap", ["fairness_gap_increase_vs_champion"]),
     ("signature_verified", ["signature_verified"]),
@@ -87,20 +137,22 @@ def test_nan_counts_as_missing() -> None:
 
 
 def test_first_run_waives_only_what_needs_a_champion() -> None:
-    first = replace(GOOD, first_run=True, drift_share=None, champion_accuracy=None, champion_fairness_gap=None)
+    first = replace(GOOD, first_run=True, drift_share=None, champion_noise_rate=None,
+                    compared_candidate_accuracy=None, compared_champion_accuracy=None, accuracy_drop_se=None,
+                    champion_fairness_gap=None)
     decision = decide(Gates(), first)
     assert decision.promote
     waived = {c.name for c in decision.checks if c.reason == NOT_APPLICABLE}
     assert waived == {"drift_share", "accuracy_drop_vs_champion", "fairness_gap_increase_vs_champion"}
     # The same evidence without the first-run flag is missing evidence, not a pass.
     assert _failed(Gates(), replace(first, first_run=False)) == [
-        "drift_share", "accuracy_drop_vs_champion", "fairness_gap_increase_vs_champion"]
+        "drift_share", "noise_rate", "accuracy_drop_vs_champion", "fairness_gap_increase_vs_champion"]
     # A first run waives nothing the candidate alone must show.
     assert _failed(Gates(), replace(first, candidate_accuracy=None)) == ["accuracy"]
 
 
 def test_first_run_still_checks_champion_evidence_that_exists() -> None:
-    claimed_first = replace(GOOD, first_run=True, champion_accuracy=0.9)
+    claimed_first = replace(GOOD, first_run=True, compared_champion_accuracy=0.9)
     assert _failed(Gates(), claimed_first) == ["accuracy_drop_vs_champion"]
 
 
@@ -115,17 +167,24 @@ def reports(tmp_path: Path) -> dict[str, Path]:
     return {
         "evaluation": _write(tmp_path / "evaluation.json", {
             "drift": {"drift_share": 0.1},
-            "quality": {"candidate": {"accuracy": 0.76}, "champion": {"accuracy": 0.75}},
+            "quality": {"candidate": {"accuracy": 0.76}, "champion": {"accuracy": 0.8},
+                        "comparison": {"candidate": {"accuracy": 0.75}, "champion": {"accuracy": 0.76},
+                                       "accuracy_drop_se": 0.01}},
             "fairness": {"candidate": {"max_gap": 0.1}, "champion": {"max_gap": 0.08}}}),
-        "analysis": _write(tmp_path / "summary.json", {"estimated_noise_rate": 0.05, "skipped": False}),
+        "analysis": _write(tmp_path / "summary.json", {"estimated_noise_rate": 0.25, "skipped": False}),
         "signing": _write(tmp_path / "signing.json", {"digest": "ab" * 32, "verified": True}),
         "validation": _write(tmp_path / "validation.json", {"success": True, "checks": []}),
     }
 
 
 def _from(reports: dict[str, Path | None], first_run: bool = False) -> Evidence:
-    return evidence_from_files(reports["evaluation"], reports["analysis"], reports["signing"], first_run,
-                               validation_json=reports["validation"])
+    evidence = evidence_from_files(reports["evaluation"], reports["analysis"], reports["signing"], first_run,
+                                   validation_json=reports["validation"])
+    return replace(evidence, champion_noise_rate=0.28)  # as the pipeline does, from the champion's run
+
+
+EVALUATION_CHECKS = ["drift_share", "accuracy", "accuracy_drop_vs_champion", "fairness_gap",
+                     "fairness_gap_increase_vs_champion"]
 
 
 def test_evidence_from_good_files_promotes(reports: dict[str, Path]) -> None:
@@ -135,11 +194,13 @@ def test_evidence_from_good_files_promotes(reports: dict[str, Path]) -> None:
 
 
 @pytest.mark.parametrize(("report", "content", "checks"), [
-    ("evaluation", None, ["drift_share", "accuracy", "accuracy_drop_vs_champion", "fairness_gap",
-                          "fairness_gap_increase_vs_champion"]),
-    ("evaluation", '{"drift": {"drift_share": 0.1}, "quality": {"cand', None),  # truncated: same as above
-    ("evaluation", "[1, 2]", None),
-    ("evaluation", b"\xff\xfe\x00garbage", None),
+    ("evaluation", None, EVALUATION_CHECKS),
+    ("evaluation", '{"drift": {"drift_share": 0.1}, "quality": {"cand', EVALUATION_CHECKS),  # truncated
+    ("evaluation", "[1, 2]", EVALUATION_CHECKS),
+    ("evaluation", b"\xff\xfe\x00garbage", EVALUATION_CHECKS),
+    ("evaluation", {"drift": {"drift_share": 0.1}, "quality": {"candidate": {"accuracy": 0.76}, "comparison": None},
+                    "fairness": {"candidate": {"max_gap": 0.1}, "champion": {"max_gap": 0.08}}},
+     ["accuracy_drop_vs_champion"]),  # a report from before the comparison existed
     ("analysis", None, ["noise_rate"]),
     ("analysis", {"estimated_noise_rate": "0.05"}, ["noise_rate"]),
     ("analysis", {"estimated_noise_rate": 0.05, "skipped": True, "reason": "one class"}, ["noise_rate"]),
@@ -149,8 +210,8 @@ def test_evidence_from_good_files_promotes(reports: dict[str, Path]) -> None:
     ("validation", None, ["data_validation"]),
     ("validation", {"success": 1}, ["data_validation"]),
 ])
-def test_unusable_report_files_fail_closed(reports: dict[str, Path | None], tmp_path: Path, report: str,
-                                           content: Any, checks: list[str] | None) -> None:
+def test_unusable_report_files_fail_closed(reports: dict[str, Path | None], report: str, content: Any,
+                                           checks: list[str]) -> None:
     if content is None:
         reports[report].unlink()  # type: ignore[union-attr]
     elif isinstance(content, bytes):
@@ -158,20 +219,18 @@ def test_unusable_report_files_fail_closed(reports: dict[str, Path | None], tmp_
     else:
         _write(reports[report], content)  # type: ignore[arg-type]
     decision = decide(Gates(), _from(reports))
-    expected = checks or ["drift_share", "accuracy", "accuracy_drop_vs_champion", "fairness_gap",
-                          "fairness_gap_increase_vs_champion"]
-    assert decision.failed == expected
+    assert decision.failed == checks
     assert all(c.reason.startswith("missing evidence") for c in decision.checks if not c.passed)
 
 
 @pytest.mark.parametrize("bad", [True, "0.8", 1.5, -0.1, None, {"x": 1}])
 def test_out_of_range_or_mistyped_numbers_are_missing(reports: dict[str, Path], bad: Any) -> None:
     record = json.loads(reports["evaluation"].read_text())
-    record["quality"]["candidate"]["accuracy"] = bad
+    record["quality"]["comparison"]["candidate"]["accuracy"] = bad
     _write(reports["evaluation"], record)
     evidence = _from(reports)  # type: ignore[arg-type]
-    assert evidence.candidate_accuracy is None and "candidate_accuracy" in evidence.missing
-    assert decide(Gates(), evidence).failed == ["accuracy", "accuracy_drop_vs_champion"]
+    assert evidence.compared_candidate_accuracy is None and "compared_candidate_accuracy" in evidence.missing
+    assert decide(Gates(), evidence).failed == ["accuracy_drop_vs_champion"]
 
 
 def test_no_paths_and_a_directory_never_raise(tmp_path: Path) -> None:
@@ -184,7 +243,7 @@ def test_no_paths_and_a_directory_never_raise(tmp_path: Path) -> None:
 def test_caller_supplied_evidence_replaces_missing_notes(reports: dict[str, Path]) -> None:
     evidence = evidence_from_files(reports["evaluation"], reports["analysis"], None, False)
     assert evidence.validation_passed is None and evidence.signature_verified is None
-    evidence = replace(evidence, validation_passed=True, signature_verified=True)  # as the pipeline does
+    evidence = replace(evidence, validation_passed=True, signature_verified=True, champion_noise_rate=0.28)
     assert decide(Gates(), evidence).promote and evidence.to_dict()["missing"] == {}
 
 
@@ -196,17 +255,19 @@ def test_write_report_output_feeds_the_gate(tmp_path: Path) -> None:
     y = np.array([0, 1] * 40)
     p = np.array([0, 1] * 30 + [1, 1] * 10)
     proba = np.column_stack([1 - p * 0.8 - 0.1, p * 0.8 + 0.1])
-    fair, q = fairness(frame, y, p, config, 1), quality(y, proba, [0, 1])
+    fair, q = fairness(frame, y, p, config, 1, min_group_count=10), quality(y, proba, [0, 1])
     write_report(tmp_path, None, q, None, fair, None)
     first = evidence_from_files(tmp_path / "evaluation.json", None, None, first_run=True)
     assert (first.candidate_accuracy, first.candidate_fairness_gap) == (q.accuracy, fair.max_gap)
-    assert first.drift_share is None and first.champion_accuracy is None
+    assert first.drift_share is None and first.compared_champion_accuracy is None
 
     column = ColumnDrift("K-S p_value", 0.5, 0.05, False)
     drifted = DriftResult(0.0, (), {"x": column}, {"x": NullRate(0.0, 0.0)}, {}, 0.0, 80, 80)
-    write_report(tmp_path, drifted, q, q, fair, fair)
-    later = evidence_from_files(tmp_path / "evaluation.json", None, None, first_run=False)
-    assert (later.drift_share, later.champion_accuracy, later.champion_fairness_gap) == (0.0, q.accuracy,
-                                                                                          fair.max_gap)
+    same = compare_quality(y, (proba, [0, 1]), (proba, [0, 1]))
+    write_report(tmp_path, drifted, q, q, fair, fair, comparison=same)
+    later = replace(evidence_from_files(tmp_path / "evaluation.json", None, None, first_run=False),
+                    champion_noise_rate=0.2)
+    assert (later.drift_share, later.compared_champion_accuracy, later.champion_fairness_gap,
+            later.accuracy_drop_se) == (0.0, q.accuracy, fair.max_gap, 0.0)
     checks = {c.name: c for c in decide(Gates(), later).checks}
     assert checks["accuracy_drop_vs_champion"].passed and checks["accuracy_drop_vs_champion"].value == 0.0
