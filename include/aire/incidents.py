@@ -3,263 +3,57 @@
 A failure callback calls ``IncidentStore(url).record(key, ...)``. While an incident with
 that dedup key is active (open or acknowledged) and was last seen within the window, a
 repeat only bumps its count; otherwise a new incident opens. Race safety comes from the
-``active_key`` column: it holds the dedup key while the incident is active and NULL once
-it is resolved, under a UNIQUE constraint (NULLs never collide on either backend), so two
-processes can never both hold an active incident for one key. The loser of an insert race
-gets an IntegrityError and retries, finding the winner's row.
+``active_key`` column (see ``aire.incident_schema``): the loser of an insert race gets an
+IntegrityError and retries, finding the winner's row.
 
 State machine: open -> acknowledged -> resolved, or open -> resolved. Any other move
 (acknowledging twice, resolving twice) raises ``IncidentStateError``: a second resolve
 usually means two people work the same incident, which they should hear about.
+
+The value types live in ``aire.incident_types`` and are re-exported here.
 """
 
 from __future__ import annotations
 
 import builtins
 import functools
-import hashlib
 import json
-import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import Enum
-from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
-from sqlalchemy import (
-    JSON,
-    DateTime,
-    Engine,
-    Integer,
-    String,
-    Text,
-    create_engine,
-    event,
-    func,
-    inspect,
-    select,
-)
-from sqlalchemy import Enum as SqlEnum
-from sqlalchemy import text as sql_text
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
-from sqlalchemy.pool import StaticPool
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Session, sessionmaker
 
-from aire.errors import AireError, InputError
+from aire.errors import InputError
+from aire.incident_schema import IncidentRow as _IncidentRow
+from aire.incident_schema import create_schema, make_engine
+from aire.incident_types import (
+    MAX_KEY_LENGTH,
+    RUN_FAILURE_KINDS,
+    Incident,
+    IncidentSource,
+    IncidentStateError,
+    IncidentStoreError,
+    Severity,
+    SourceKind,
+    Status,
+    TimelineEvent,
+    UnknownIncidentError,
+    dedup_key,
+    is_final_try,
+)
+from aire.incident_types import parse_enum as _parse
 
-MAX_KEY_LENGTH = 255
-# A flapping failure can recur thousands of times; the count stays exact but the timeline
-# keeps only the newest recurrences so the JSON column does not grow without bound.
-MAX_TIMELINE_EVENTS = 200
+__all__ = [
+    "MAX_KEY_LENGTH", "RUN_FAILURE_KINDS", "Incident", "IncidentSource", "IncidentStateError",
+    "IncidentStore", "IncidentStoreError", "Severity", "SourceKind", "Status", "TimelineEvent",
+    "UnknownIncidentError", "dedup_key", "is_final_try",
+]
+
 _RECORD_ATTEMPTS = 5
-_SNAKE_CASE = re.compile(r"[a-z][a-z0-9_]*")
-_SCHEMA_LOCK_ID = 0x41495245  # "AIRE": PostgreSQL advisory lock that serialises create_all
-
-
-class Severity(str, Enum):
-    CRITICAL = "critical"
-    HIGH = "high"
-    MEDIUM = "medium"
-    LOW = "low"
-
-
-class Status(str, Enum):
-    OPEN = "open"
-    ACKNOWLEDGED = "acknowledged"
-    RESOLVED = "resolved"
-
-
-class SourceKind(str, Enum):
-    """Kinds the pipeline records; ``IncidentSource.kind`` also takes other snake_case names."""
-
-    TASK_FAILURE = "task_failure"
-    GATE_REJECTION = "gate_rejection"
-    SIGNATURE_FAILURE = "signature_failure"
-    VALIDATION_FAILURE = "validation_failure"
-
-
-_SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.HIGH: 1, Severity.MEDIUM: 2, Severity.LOW: 3}
-
-
-class UnknownIncidentError(InputError):
-    """No incident has the given id."""
-
-
-class IncidentStateError(InputError):
-    """A transition the state machine does not allow (e.g. resolving a resolved incident)."""
-
-
-class IncidentStoreError(AireError):
-    """The database failed (unreachable, locked too long, schema missing); names the URL."""
-
-
-@dataclass(frozen=True)
-class IncidentSource:
-    """Where a failure came from; the Airflow fields are None outside a task."""
-
-    kind: str
-    dag_id: str | None = None
-    run_id: str | None = None
-    task_id: str | None = None
-    try_number: int | None = None
-
-    def __post_init__(self) -> None:
-        kind = self.kind.value if isinstance(self.kind, Enum) else self.kind
-        if not isinstance(kind, str) or not _SNAKE_CASE.fullmatch(kind):
-            raise InputError(
-                f"incident source: field 'kind' must be a snake_case name, got {kind!r}")
-        object.__setattr__(self, "kind", kind)
-        if self.try_number is not None and (
-            not isinstance(self.try_number, int) or self.try_number < 1
-        ):
-            raise InputError(f"incident source: field 'try_number' must be an int >= 1, "
-                             f"got {self.try_number!r}")
-
-    @classmethod
-    def parse(cls, raw: IncidentSource | Mapping[str, Any]) -> IncidentSource:
-        if isinstance(raw, IncidentSource):
-            return raw
-        unknown = sorted(set(raw) - {"kind", "dag_id", "run_id", "task_id", "try_number"})
-        if unknown or "kind" not in raw:
-            raise InputError(
-                f"incident source: unknown fields {unknown} or missing 'kind' in {raw!r}")
-        return cls(**raw)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "dag_id": self.dag_id, "run_id": self.run_id,
-                "task_id": self.task_id, "try_number": self.try_number}
-
-
-@dataclass(frozen=True)
-class TimelineEvent:
-    time: datetime
-    # opened | recurred | escalated | acknowledged | resolved | expired | note | postmortem
-    event: str
-    detail: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"time": self.time.isoformat(), "event": self.event, "detail": self.detail}
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, str]) -> TimelineEvent:
-        return cls(datetime.fromisoformat(raw["time"]), raw["event"], raw["detail"])
-
-
-@dataclass(frozen=True)
-class Incident:
-    id: int
-    dedup_key: str
-    pipeline: str
-    title: str
-    severity: Severity
-    status: Status
-    source: IncidentSource
-    first_seen: datetime
-    last_seen: datetime
-    count: int
-    evidence: dict[str, Any]
-    postmortem: str | None
-    timeline: tuple[TimelineEvent, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "dedup_key": self.dedup_key, "pipeline": self.pipeline,
-            "title": self.title, "severity": self.severity.value, "status": self.status.value,
-            "source": self.source.to_dict(), "first_seen": self.first_seen.isoformat(),
-            "last_seen": self.last_seen.isoformat(), "count": self.count,
-            "evidence": self.evidence, "postmortem": self.postmortem,
-            "timeline": [e.to_dict() for e in self.timeline],
-        }
-
-
-def dedup_key(*parts: str | int | None) -> str:
-    """Stable sha256 of the parts; ``("a|b", "c")`` and ``("a", "b|c")`` never collide."""
-    if not parts:
-        raise InputError("dedup_key: give at least one part (e.g. dag_id, run_id, task_id, try)")
-    for part in parts:
-        if part is not None and not isinstance(part, (str, int)):
-            raise InputError(
-                f"dedup_key: parts must be str, int or None, got {type(part).__name__}")
-    return hashlib.sha256(json.dumps(list(parts)).encode()).hexdigest()
-
-
-def is_final_try(try_number: int, max_tries: int) -> bool:
-    """True when a failed try will not be retried.
-
-    ``max_tries`` is Airflow's ``TaskInstance.max_tries``, which counts *retries*, not tries:
-    it starts as ``task.retries`` and becomes ``try_number + retries`` when a run is cleared.
-    The server retries while ``try_number <= max_tries`` (execution API, Airflow 3.3).
-    """
-    if try_number < 1 or max_tries < 0:
-        raise InputError(f"is_final_try: need try_number >= 1 and max_tries >= 0, "
-                         f"got {try_number}, {max_tries}")
-    return try_number > max_tries
-
-
-class _UtcDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in and out; SQLite has no time zones, so it stores naive UTC."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        value = value.astimezone(UTC)  # callers pass aware times only (see _now)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class _Base(DeclarativeBase):
-    pass
-
-
-class _IncidentRow(_Base):
-    __tablename__ = "aire_incidents"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    dedup_key: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH), index=True)
-    # Equals dedup_key while open/acknowledged, NULL once resolved: the race guard.
-    active_key: Mapped[str | None] = mapped_column(String(MAX_KEY_LENGTH), unique=True)
-    pipeline: Mapped[str] = mapped_column(String(200), index=True)
-    title: Mapped[str] = mapped_column(Text)
-    # Not native enums: CREATE TYPE on PostgreSQL would be one more thing to race on.
-    severity: Mapped[Severity] = mapped_column(
-        SqlEnum(Severity, native_enum=False, values_callable=lambda e: [m.value for m in e]))
-    status: Mapped[Status] = mapped_column(
-        SqlEnum(Status, native_enum=False, values_callable=lambda e: [m.value for m in e]),
-        index=True)
-    source: Mapped[dict[str, Any]] = mapped_column(JSON)
-    first_seen: Mapped[datetime] = mapped_column(_UtcDateTime)
-    last_seen: Mapped[datetime] = mapped_column(_UtcDateTime)
-    count: Mapped[int] = mapped_column(Integer)
-    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
-    postmortem: Mapped[str | None] = mapped_column(Text)
-    timeline: Mapped[list[dict[str, str]]] = mapped_column(JSON)
-
-    def to_incident(self) -> Incident:
-        return Incident(
-            id=self.id, dedup_key=self.dedup_key, pipeline=self.pipeline, title=self.title,
-            severity=Severity(self.severity), status=Status(self.status),
-            source=IncidentSource.parse(self.source), first_seen=self.first_seen,
-            last_seen=self.last_seen, count=self.count, evidence=dict(self.evidence),
-            postmortem=self.postmortem,
-            timeline=tuple(TimelineEvent.from_dict(e) for e in self.timeline))
-
-    def add_event(self, time: datetime, kind: str, detail: str) -> None:
-        # Reassign, never mutate: the ORM does not see in-place changes to a JSON column.
-        events = [*self.timeline, TimelineEvent(time, kind, detail).to_dict()]
-        while len(events) > MAX_TIMELINE_EVENTS:
-            oldest_repeat = next((i for i, e in enumerate(events) if e["event"] == "recurred"), 1)
-            del events[oldest_repeat]
-        self.timeline = events
 
 
 def _utcnow() -> datetime:
@@ -275,6 +69,12 @@ def _merge(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+def _aware(what: str, value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise InputError(f"incident store: '{what}' must be timezone-aware, got {value!r}")
+    return value.astimezone(UTC)
 
 
 def _require_text(what: str, value: str, limit: int | None = None) -> str:
@@ -321,37 +121,9 @@ class IncidentStore:
             raise InputError(f"incident store: cannot parse database URL {url!r}") from err
         self.url = parsed.render_as_string(hide_password=True)
         self._clock = clock
-        self._engine = self._make_engine(url)
+        self._engine = make_engine(url)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         self._schema_ready = False
-
-    @staticmethod
-    def _make_engine(url: str) -> Engine:
-        parsed = make_url(url)
-        if parsed.get_backend_name() != "sqlite":
-            return create_engine(url, pool_pre_ping=True)
-        in_memory = parsed.database in (None, "", ":memory:")
-        if not in_memory:
-            folder = Path(str(parsed.database)).expanduser().parent
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as err:
-                raise IncidentStoreError(f"incident store: cannot create {folder}: {err}") from err
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
-                               **({"poolclass": StaticPool} if in_memory else {}))
-
-        # SQLite's default deferred BEGIN lets two writers both read, then one fails with
-        # "database is locked" on upgrade. BEGIN IMMEDIATE takes the write lock up front,
-        # so concurrent writers queue (up to the 30 s busy timeout) instead.
-        @event.listens_for(engine, "connect")
-        def _driver_leaves_begin_to_us(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.isolation_level = None
-
-        @event.listens_for(engine, "begin")
-        def _begin_immediate(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
 
     def close(self) -> None:
         self._engine.dispose()
@@ -376,18 +148,7 @@ class IncidentStore:
         return self._sessions()
 
     def _create_schema(self) -> None:
-        try:
-            with self._engine.begin() as connection:
-                if connection.dialect.name == "postgresql":
-                    # DDL is transactional on PostgreSQL; the lock makes a second process
-                    # wait and then find the table instead of failing on CREATE TABLE.
-                    connection.execute(sql_text("SELECT pg_advisory_xact_lock(:id)"),
-                                       {"id": _SCHEMA_LOCK_ID})
-                _Base.metadata.create_all(connection, checkfirst=True)
-        except SQLAlchemyError as err:
-            if not inspect(self._engine).has_table(_IncidentRow.__tablename__):
-                raise IncidentStoreError(
-                    f"incident store {self.url}: cannot create schema: {err}") from err
+        create_schema(self._engine, self.url)
         self._schema_ready = True
 
     # --- recording --------------------------------------------------------------------
@@ -426,7 +187,7 @@ class IncidentStore:
             active.last_seen = now
             active.evidence = _merge(active.evidence, facts)
             active.add_event(now, "recurred", f"seen again ({where}); count {active.count}")
-            if _SEVERITY_RANK[level] < _SEVERITY_RANK[Severity(active.severity)]:
+            if level.rank < Severity(active.severity).rank:
                 active.add_event(now, "escalated", f"{active.severity.value} -> {level.value}")
                 active.severity = level
             session.flush()
@@ -452,14 +213,24 @@ class IncidentStore:
             return self._row(session, incident_id).to_incident()
 
     @_database_errors
-    def list(self, status: Status | str | None = None,
-             pipeline: str | None = None) -> builtins.list[Incident]:
-        """Newest first."""
+    def list(self, status: Status | str | None = None, pipeline: str | None = None,
+             since: datetime | None = None) -> builtins.list[Incident]:
+        """Newest first; ``since`` keeps incidents last seen at or after that time."""
         query = select(_IncidentRow).order_by(_IncidentRow.id.desc())
         if status is not None:
             query = query.where(_IncidentRow.status == _parse(Status, status, "status"))
         if pipeline is not None:
             query = query.where(_IncidentRow.pipeline == pipeline)
+        if since is not None:
+            query = query.where(_IncidentRow.last_seen >= _aware("since", since))
+        with self._session() as session:
+            return [row.to_incident() for row in session.scalars(query)]
+
+    @_database_errors
+    def by_key(self, dedup_key: str) -> builtins.list[Incident]:
+        """Every incident ever recorded under the key, active or not, newest first."""
+        query = (select(_IncidentRow).where(_IncidentRow.dedup_key == dedup_key)
+                 .order_by(_IncidentRow.id.desc()))
         with self._session() as session:
             return [row.to_incident() for row in session.scalars(query)]
 
@@ -485,6 +256,11 @@ class IncidentStore:
 
     def note(self, incident_id: int, text: str) -> Incident:
         return self._change(incident_id, "note", _require_text("text", text))
+
+    def mark_notified(self, incident_id: int, channel: str, action: str) -> Incident:
+        """Record a delivered notification, so a redelivery pass knows not to send it again."""
+        detail = f"{_require_text('channel', channel)}:{_require_text('action', action)}"
+        return self._change(incident_id, "notified", detail)
 
     def set_postmortem(self, incident_id: int, location: str) -> Incident:
         return self._change(incident_id, "postmortem", _require_text("location", location),
@@ -517,12 +293,3 @@ class IncidentStore:
         return row
 
 
-_E = TypeVar("_E", Severity, Status)
-
-
-def _parse(kind: type[_E], value: _E | str, what: str) -> _E:
-    try:
-        return kind(value)
-    except ValueError as err:
-        allowed = [member.value for member in kind]
-        raise InputError(f"incident: '{what}' must be one of {allowed}, got {value!r}") from err

@@ -10,7 +10,8 @@ Evidence keys understood (all optional; see ``PostmortemEvidence``):
 column, rule, detail}], ``drift`` and ``fairness`` {name: number or {champion, candidate,
 delta, ...}}, ``gate`` {decision, checks: [{name, passed, value, threshold, detail}]},
 ``suspected_rows`` [{row, label, loss, ...}], ``model_digests`` {name: digest},
-``champion`` {version, digest or signed_digest}. Any other key is listed under "Other
+``champion`` {version, digest or signed_digest}, ``slo`` (an ``aire.slo.ObjectiveReport``
+as a dict, with its ``burn`` windows). Any other key is listed under "Other
 evidence" as recorded (long values cut), so nothing the caller gathered is dropped.
 """
 
@@ -25,13 +26,13 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from aire.errors import AireError
-from aire.incidents import Incident, Status
+from aire.incident_types import Incident, Status
 
 TBD = "TBD"
 MAX_SUSPECTED_ROWS = 10
 MAX_RAW_CHARS = 2000  # per unrecognised evidence value; the full record stays in the store
 _KNOWN_KEYS = {"failed_task", "log_url", "exception", "validation_failures", "drift", "fairness",
-               "gate", "suspected_rows", "model_digests", "champion"}
+               "gate", "suspected_rows", "model_digests", "champion", "slo"}
 
 
 class PostmortemEvidence(TypedDict, total=False):
@@ -45,6 +46,7 @@ class PostmortemEvidence(TypedDict, total=False):
     suspected_rows: list[dict[str, Any]]
     model_digests: dict[str, str]
     champion: dict[str, Any]
+    slo: dict[str, Any]
 
 
 def write_postmortem(incident: Incident, out_dir: Path, *, evidence: Mapping[str, Any]) -> Path:
@@ -120,6 +122,16 @@ def _detection(incident: Incident, evidence: Mapping[str, Any]) -> str:
     parts = ["## Detection", detected,
              f"Log: {f'<{log_url}>' if log_url else TBD}",
              f"Time to detect: {TBD} (first seen {incident.first_seen.isoformat()})"]
+    slo = evidence.get("slo")
+    if isinstance(slo, Mapping) and _is_records(slo.get("burn", [])):
+        # An SLO breach (aire.slo.ObjectiveReport): the objective, then its burn-rate windows.
+        summary = {key: value for key, value in slo.items() if key != "burn"}
+        parts.append(f"### SLO: {slo.get('name', TBD)}\n\n" + _mapping_table(summary, "slo")
+                     + "\n\n" + _records_table(slo["burn"], ["alert", "long_seconds",
+                                                               "long_rate", "short_seconds",
+                                                               "short_rate", "factor", "firing"]))
+    elif slo is not None:
+        parts.append(_raw("slo", slo))
     gate = evidence.get("gate")
     if isinstance(gate, Mapping) and _is_records(gate.get("checks", [])):
         parts.append(f"### Gate decision: {gate.get('decision', TBD)}\n\n"

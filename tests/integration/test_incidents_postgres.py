@@ -1,6 +1,7 @@
-"""The incident store's core cases on a real PostgreSQL server.
+"""The incident store's core cases, and the incident sources, on a real PostgreSQL server.
 
-Runs ``IncidentStoreContract`` from tests/unit/test_incidents.py (the exact cases SQLite
+Runs ``IncidentStoreContract`` from tests/unit/test_incidents.py and
+``IncidentSourcesContract`` from tests/unit/test_incident_sources.py (the exact cases SQLite
 runs) against a fresh database ``aire_test_<random>`` per test, dropped afterwards. The
 server defaults to 127.0.0.1:5432, user postgres, trust auth; ``AIRE_TEST_POSTGRES`` (a
 libpq URL of the maintenance database) points elsewhere. An unreachable server fails the
@@ -12,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import secrets
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,10 +30,14 @@ pytestmark = pytest.mark.integration
 ADMIN_URL = os.environ.get("AIRE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def _load_contract() -> ModuleType:
+UNIT = Path(__file__).resolve().parents[1] / "unit"
+
+
+def _load_contract(file: str = "test_incidents.py") -> ModuleType:
     # Loaded under a private name, so pytest does not collect the SQLite class twice.
-    path = Path(__file__).resolve().parents[1] / "unit" / "test_incidents.py"
-    spec = importlib.util.spec_from_file_location("_incident_store_contract", path)
+    if str(UNIT) not in sys.path:
+        sys.path.insert(0, str(UNIT))  # the contracts import their helpers (loopback) from there
+    spec = importlib.util.spec_from_file_location(f"_contract_{Path(file).stem}", UNIT / file)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -39,6 +45,7 @@ def _load_contract() -> ModuleType:
 
 
 _contract = _load_contract()
+_sources = _load_contract("test_incident_sources.py")
 
 
 @pytest.fixture
@@ -65,6 +72,14 @@ _Contract: type = _contract.IncidentStoreContract
 
 
 class TestIncidentStoreOnPostgres(_Contract):  # type: ignore[misc]
+    @pytest.fixture
+    def store_url(self, postgres_database: str) -> str:
+        return postgres_database
+
+
+class TestIncidentSourcesOnPostgres(_sources.IncidentSourcesContract):  # type: ignore[misc]
+    """Task failures, the sweep, SLO breaches and the notification outbox on PostgreSQL."""
+
     @pytest.fixture
     def store_url(self, postgres_database: str) -> str:
         return postgres_database

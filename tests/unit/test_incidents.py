@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aire import incidents
+from aire import incident_schema
 from aire.errors import AireError, InputError
 from aire.incidents import (
     Incident,
@@ -188,6 +188,21 @@ class IncidentStoreContract:
         with pytest.raises(InputError, match="'text'"):
             store.note(a.id, "  ")
 
+    def test_by_key_since_and_notified(self, make_store: StoreFactory, clock: FakeClock) -> None:
+        store = make_store()
+        old, _ = _record(store, "k1")
+        store.resolve(old.id, "sre", "fixed")
+        clock.advance(timedelta(hours=2))
+        new, _ = _record(store, "k1")
+        assert [i.id for i in store.by_key("k1")] == [new.id, old.id]  # every status, newest first
+        assert store.by_key("other") == []
+        assert [i.id for i in store.list(since=clock.now - timedelta(hours=1))] == [new.id]
+        with pytest.raises(InputError, match="'since' must be timezone-aware"):
+            store.list(since=datetime(2026, 1, 1))
+        marked = store.mark_notified(new.id, "oncall", "trigger")
+        assert marked.notified() == {"oncall:trigger"} and marked.timeline[-1].event == "notified"
+        assert store.get(old.id).notified() == set()
+
     def test_bad_input_is_rejected_and_stores_nothing(self, make_store: StoreFactory) -> None:
         store = make_store()
         with pytest.raises(InputError, match="'severity' must be one of"):
@@ -266,7 +281,7 @@ def test_is_final_try_rejects_impossible_numbers() -> None:
 
 def test_timeline_is_capped_but_count_stays_exact(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(incidents, "MAX_TIMELINE_EVENTS", 4)
+    monkeypatch.setattr(incident_schema, "MAX_TIMELINE_EVENTS", 4)
     with IncidentStore(f"sqlite:///{tmp_path / 'i.db'}") as store:
         first, _ = _record(store, "flapping")
         for _ in range(6):
