@@ -7,15 +7,39 @@ changes mid-run cannot mix two models' evidence) and returns a small JSON-able d
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from aire.errors import DataValidationError
 from aire.run_context import RunContext, RunSpec
 
 log = logging.getLogger(__name__)
 
+_Stage = TypeVar("_Stage", bound=Callable[..., dict[str, Any]])
 
+
+def _timed(stage: _Stage) -> _Stage:
+    """Record the stage's wall time and outcome as the OpenTelemetry histogram aire.stage.duration."""
+
+    @functools.wraps(stage)
+    def timed(spec: RunSpec, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        from aire.config import load_config
+        from aire.errors import AireError
+        from aire.telemetry import get_telemetry
+
+        try:
+            pipeline = load_config(spec.config_path).name
+        except AireError:
+            pipeline = "unknown"  # the stage itself reports the config error
+        with get_telemetry().timed_stage(pipeline, stage.__name__):
+            return stage(spec, *args, **kwargs)
+
+    return cast(_Stage, timed)
+
+
+@_timed
 def validate_data(spec: RunSpec) -> dict[str, Any]:
     """Read the batch, check it against config rules and the champion's reference profile."""
     from aire.tables import read_table, table_digest, write_table
@@ -55,34 +79,52 @@ def validate_data(spec: RunSpec) -> dict[str, Any]:
     }
 
 
+@_timed
 def analyze_errors(spec: RunSpec, champion_version: int | None) -> dict[str, Any]:
-    """Per-sample loss of the batch under a model that never trained on it."""
-    from aire.error_analysis import run_error_analysis, write_outputs
+    """Per-sample loss of the batch under a model that never trained on it.
+
+    A skip (one class, fewer rows than folds) is written like any result: summary.json
+    says ``skipped`` with the reason and no noise estimate, which the gate rejects.
+    """
+    from aire.error_analysis import run_error_analysis
+    from aire.error_report import write_outputs
     from aire.model import load_model
 
     ctx = RunContext(spec)
     frame = ctx.batch()
     verified = ctx.verified_version(champion_version)
-    # Cross-fitting (no champion yet) trains K models: a shorter schedule keeps it cheap.
+    # Without a champion, K fold models are trained for min(training.epochs,
+    # analysis.cross_fit_epochs) epochs each: a shorter schedule keeps cross-fitting cheap.
     result = run_error_analysis(
-        frame, ctx.config, champion=load_model(verified.model_dir) if verified else None,
-        epochs=min(ctx.config.training.epochs, 20),
-    )
-    write_outputs(result, ctx.path("analysis"))
+        frame, ctx.config, champion=load_model(verified.model_dir) if verified else None)
+    write_outputs(result, ctx.path("analysis"), top_k=ctx.config.analysis.top_k)
     ctx.publish(ctx.path("analysis"), "analysis")
     summary = ctx.read_json("analysis", "summary.json")
+    leaking = summary["leakage"]["flagged"]
+    if result.skipped:
+        log.warning("error analysis skipped: %s (no noise estimate: the gate will reject)", result.reason)
+    if leaking:
+        log.warning("leakage check: %s alone predict(s) the label", ", ".join(leaking))
     ctx.registry.log_metrics(ctx.mlflow_run_id, {
         "analysis.estimated_noise_rate": summary.get("estimated_noise_rate"),
         "analysis.n_suspected": summary.get("n_suspected"),
+        "analysis.leakage_flagged": len(leaking),
     })
-    return {key: summary.get(key) for key in ("estimated_noise_rate", "n_suspected", "n_rows", "skipped", "method")}
+    keys = ("estimated_noise_rate", "n_suspected", "n_rows", "skipped", "reason", "method", "source")
+    return {**{key: summary.get(key) for key in keys}, "leakage_flagged": leaking}
 
 
+@_timed
 def fine_tune(spec: RunSpec, champion_version: int | None) -> dict[str, Any]:
-    """Train the candidate on the batch's training split, warm-started from the champion."""
+    """Train the candidate on the batch's training split, warm-started from the champion.
+
+    ``analysis.action`` decides what happens to the split's suspected label errors (see
+    ``aire.suspect_actions``); the holdout is left as it came.
+    """
     from sklearn.model_selection import train_test_split
 
-    from aire.model import load_model
+    from aire.model import label_classes, load_model
+    from aire.suspect_actions import training_set
     from aire.tables import write_table
     from aire.training import fit
     from aire.validation import learn_profile
@@ -95,13 +137,22 @@ def fine_tune(spec: RunSpec, champion_version: int | None) -> dict[str, Any]:
     train, holdout = train_test_split(
         frame, test_size=training.holdout_fraction, random_state=training.seed, stratify=stratify
     )
-    write_table(train.reset_index(drop=True), ctx.path("train.parquet"))
+    analysis = ctx.config.analysis
+    trained_on = training_set(train, frame, ctx.path("analysis"), action=analysis.action,
+                              weight=analysis.downweight, id_column=ctx.config.dataset.id)
+    log.info("analysis.action=%s on %d training rows: %s suspected, %d dropped, %d down-weighted",
+             trained_on.action, len(train), trained_on.n_suspected, trained_on.n_dropped,
+             trained_on.n_downweighted)
+    write_table(trained_on.frame.reset_index(drop=True), ctx.path("train.parquet"))
     write_table(holdout.reset_index(drop=True), ctx.path("holdout.parquet"))
 
     verified = ctx.verified_version(champion_version)
     result = fit(
-        train.reset_index(drop=True), ctx.config,
+        trained_on.frame.reset_index(drop=True), ctx.config,
         init_from=load_model(verified.model_dir) if verified else None,
+        sample_weight=trained_on.sample_weight,
+        # a cold start keeps every class of the batch even if dropping emptied one
+        classes=label_classes(label, ctx.config.dataset.label),
         epochs=spec.epochs or training.epochs,
         learning_rate=spec.learning_rate or training.learning_rate,
         batch_size=training.batch_size, seed=training.seed, device=training.device,
@@ -112,7 +163,8 @@ def fine_tune(spec: RunSpec, champion_version: int | None) -> dict[str, Any]:
     # The batch becomes the reference for the next batch if this candidate is promoted:
     # its profile travels inside the signed model directory, its rows as an artifact.
     _write(model_dir / "reference_profile.json", learn_profile(frame, ctx.config).to_dict())
-    summary = {**result.to_dict(), "warm_start_version": champion_version}
+    summary = {**result.to_dict(), "warm_start_version": champion_version,
+               "analysis_action": trained_on.to_dict()}
     ctx.write_json(summary, "training.json")
     # The signed copy leaves out wall time: the same run retrained from the same start gives
     # the same weights, and so the same digest, only if every signed byte is reproducible.
@@ -120,12 +172,15 @@ def fine_tune(spec: RunSpec, champion_version: int | None) -> dict[str, Any]:
     ctx.registry.log_artifact(ctx.mlflow_run_id, ctx.path("batch.parquet"), "reference")
     ctx.registry.log_params(ctx.mlflow_run_id, {
         "epochs": result.epochs, "learning_rate": spec.learning_rate or training.learning_rate,
-        "device": result.device, "warm_start_version": champion_version, "rows_train": len(train),
+        "device": result.device, "warm_start_version": champion_version, "rows_train": len(trained_on.frame),
+        "analysis_action": trained_on.action,
     })
     return {"device": result.device, "epochs": result.epochs, "seconds": round(result.seconds, 3),
-            "rows_train": len(train), "rows_holdout": len(holdout), "warm_start_version": champion_version}
+            "rows_train": len(trained_on.frame), "rows_holdout": len(holdout), "warm_start_version": champion_version,
+            "analysis_action": trained_on.to_dict()}
 
 
+@_timed
 def sign_model(spec: RunSpec) -> dict[str, Any]:
     """Sign the candidate directory with the home's key; record the digest in the ledger."""
     from aire.registry import candidate_artifacts
@@ -147,48 +202,51 @@ def sign_model(spec: RunSpec) -> dict[str, Any]:
     return {"digest": signed.digest}
 
 
+@_timed
 def evaluate(spec: RunSpec, champion_version: int | None) -> dict[str, Any]:
-    """Drift of batch vs reference, quality of candidate vs champion, per-group metrics."""
-    from aire.evaluation import drift, fairness, quality, write_report
+    """Drift of batch vs reference, quality of candidate vs champion, per-group metrics.
+
+    Whatever can be computed is; what cannot is listed in the report, and the gate rejects
+    on the evidence it lacks. Only a model that fails verification stops the stage: no
+    unverified model is ever scored.
+    """
+    from aire.evaluation import evaluate_candidate
     from aire.model import load_model
 
     ctx = RunContext(spec)
+    out = ctx.path("evaluation")
+    # An earlier try's report must not survive this try's failure: the gate would read it.
+    (out / "evaluation.json").unlink(missing_ok=True)
     batch = ctx.batch()
     _, holdout = ctx.split()
     candidate = load_model(_verified_candidate(ctx))
     verified = ctx.verified_version(champion_version)
-    champion = load_model(verified.model_dir) if verified else None
-    out = ctx.path("evaluation")
-    out.mkdir(exist_ok=True)
-
-    drift_result = None
-    if verified is not None:
-        drift_result = drift(_champion_reference(ctx, verified), batch, ctx.config, out)
-
-    label = ctx.config.dataset.label
-    y_true = holdout[label].to_numpy()
-
-    def judge(model: Any) -> tuple[Any, Any]:
-        proba = model.predict_proba(holdout)
-        predicted = [model.classes[i] for i in proba.argmax(axis=1)]
-        positive = max(model.classes)
-        return quality(y_true, proba, model.classes), fairness(holdout, y_true, predicted, ctx.config, positive)
-
-    quality_candidate, fairness_candidate = judge(candidate)
-    quality_champion, fairness_champion = judge(champion) if champion else (None, None)
-    write_report(out, drift_result, quality_candidate, quality_champion, fairness_candidate, fairness_champion)
+    evaluate_candidate(ctx.config, holdout, candidate, out, batch=batch,
+                       champion=load_model(verified.model_dir) if verified else None,
+                       reference=_champion_reference(ctx, verified) if verified else None)
     ctx.publish(out, "evaluation")
-    metrics = {f"candidate.{k}": v for k, v in quality_candidate.to_dict().items() if isinstance(v, float)}
-    if drift_result is not None:
-        metrics["drift.share"] = drift_result.drift_share
+    record = ctx.read_json("evaluation", "evaluation.json")
+    quality, comparison = record["quality"]["candidate"] or {}, record["quality"]["comparison"] or {}
+    summary: dict[str, Any] = {
+        "drift_share": (record["drift"] or {}).get("drift_share"), "accuracy": quality.get("accuracy"),
+        "accuracy_drop": comparison.get("accuracy_drop"), "accuracy_drop_se": comparison.get("accuracy_drop_se"),
+        "fairness_gap": (record["fairness"]["candidate"] or {}).get("max_gap"),
+        "not_computed": [item["what"] for item in record["not_computed"]],
+    }
+    metrics: dict[str, float | None] = {f"candidate.{k}": v for k, v in quality.items() if isinstance(v, float)}
+    metrics.update({"drift.share": summary["drift_share"], "fairness.max_gap": summary["fairness_gap"],
+                    "comparison.accuracy_drop": summary["accuracy_drop"]})
     ctx.registry.log_metrics(ctx.mlflow_run_id, metrics)
-    return {"drift_share": drift_result.drift_share if drift_result else None,
-            "accuracy": quality_candidate.accuracy,
-            "champion_accuracy": quality_champion.accuracy if quality_champion else None}
+    return summary
 
 
+@_timed
 def gate(spec: RunSpec, champion_version: int | None) -> dict[str, Any]:
-    """Read every piece of evidence from its report; missing or unreadable evidence rejects."""
+    """Read every piece of evidence from its report; missing or unreadable evidence rejects.
+
+    It never needs an earlier stage to have succeeded: after a failed evaluation it reads
+    a missing report as missing evidence and writes a reject decision.
+    """
     from dataclasses import replace
 
     from aire.gate import decide, evidence_from_files
@@ -199,16 +257,20 @@ def gate(spec: RunSpec, champion_version: int | None) -> dict[str, Any]:
         ctx.path("signing.json"), first_run=champion_version is None,
         validation_json=ctx.path("validation", "validation.json"),
     )
+    baseline, why = _champion_noise_rate(ctx, champion_version)
     # The signature is checked now, on the files as they are, not read from a report.
-    evidence = replace(evidence, signature_verified=_candidate_verifies(ctx))
+    evidence = replace(evidence, signature_verified=_candidate_verifies(ctx), champion_noise_rate=baseline,
+                       missing={**evidence.missing, **({"champion_noise_rate": why} if why else {})})
     decision = decide(ctx.config.gates, evidence).to_dict()
-    decision.update({"pipeline": ctx.name, "run_key": spec.run_key, "champion_version": champion_version})
+    decision.update({"pipeline": ctx.name, "run_key": spec.run_key, "champion_version": champion_version,
+                     "evidence": evidence.to_dict()})
     ctx.write_json(decision, "decision.json")
     ctx.publish(ctx.path("decision.json"), "decision")
     ctx.registry.set_run_tags(ctx.mlflow_run_id, {"aire.gate": "promote" if decision["promote"] else "reject"})
     return decision
 
 
+@_timed
 def promote(spec: RunSpec) -> dict[str, Any]:
     """Register the verified candidate once and move the champion alias to it."""
     from aire.promotion import promote_candidate
@@ -224,14 +286,19 @@ def promote(spec: RunSpec) -> dict[str, Any]:
     return result
 
 
-def reject(spec: RunSpec) -> dict[str, Any]:
-    """Record the rejection as an incident with a postmortem stub; the champion stays."""
+@_timed
+def reject(spec: RunSpec, resolver: Any = None) -> dict[str, Any]:
+    """Record the rejection as an incident with a postmortem stub; the champion stays.
+
+    ``resolver`` turns the config's notify channels into endpoints (the DAG passes the one
+    that reads Airflow connections); without it the sweep DAG delivers the notification.
+    """
     from aire.incident_hooks import record_gate_rejection
 
     ctx = RunContext(spec)
     decision = _json_or_none(ctx.path("decision.json")) or {"promote": False, "checks": []}
     _quarantine(ctx, ctx.batch())
-    result = record_gate_rejection(ctx, decision)
+    result = record_gate_rejection(ctx, decision, resolver=resolver)
     ctx.registry.finish_run(ctx.mlflow_run_id, status="FAILED")
     return result
 
@@ -252,6 +319,21 @@ def _pinned_champion(ctx: RunContext) -> int | None:
     champion = ctx.registry.champion(ctx.name)
     ctx.registry.set_run_tags(ctx.mlflow_run_id, {_PINNED: str(champion.version) if champion else "none"})
     return champion.version if champion else None
+
+
+def _champion_noise_rate(ctx: RunContext, champion_version: int | None) -> tuple[float | None, str | None]:
+    """The noise estimate the champion's own training run logged, or None and why."""
+    if champion_version is None:
+        return None, None
+    try:
+        run_id = ctx.registry.version(ctx.name, champion_version).run_id
+        value = ctx.registry.client.get_run(run_id).data.metrics.get("analysis.estimated_noise_rate")
+    except Exception as exc:  # noqa: BLE001 - the gate must decide, not crash: the check fails
+        log.warning("cannot read the champion's noise baseline: %s", exc)
+        return None, f"champion v{champion_version}'s run is unreadable: {type(exc).__name__}"
+    if value is None:
+        return None, f"champion v{champion_version}'s run logged no analysis.estimated_noise_rate"
+    return float(value), None
 
 
 def _champion_reference(ctx: RunContext, verified: Any) -> Any:
