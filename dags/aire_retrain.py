@@ -19,7 +19,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, dag, get_current_context, task
 
-from aire_airflow.glue import on_task_failure, run_spec
+from aire_airflow.glue import gpu_queue, on_task_failure, retrain_schedule, run_spec
 from aire.home import PROJECT_ROOT, Home
 
 DEFAULT_CONFIG = str(PROJECT_ROOT / "include" / "config" / "credit_risk.yaml")
@@ -35,7 +35,7 @@ FAIL_ON_BAD_INPUT = ExceptionRetryPolicy(rules=[
 @dag(
     dag_id=Path(__file__).stem,
     doc_md=__doc__,
-    schedule=None,
+    schedule=retrain_schedule(),  # each landed batch (aire_landing), and a weekly cron
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -69,7 +69,7 @@ def aire_retrain() -> None:
 
         return stages.analyze_errors(run_spec(get_current_context()), validated["champion_version"])
 
-    @task
+    @task(queue=gpu_queue())
     def fine_tune(validated: dict[str, Any], analysis: dict[str, Any]) -> dict[str, Any]:
         from aire import stages
 
@@ -87,12 +87,17 @@ def aire_retrain() -> None:
 
         return stages.evaluate(run_spec(get_current_context()), validated["champion_version"])
 
-    @task.branch
-    def gate(validated: dict[str, Any], evaluated: dict[str, Any]) -> str:
+    # The gate runs once the candidate is signed even if evaluate failed: it then reads the
+    # missing report as missing evidence and records a reject decision. Had signing (or
+    # anything before it) failed, there is no candidate to decide on, and it does not run.
+    @task.branch(trigger_rule="all_done_min_one_success")
+    def gate() -> str:
         from aire import stages
         from aire_airflow.glue import log_decision
 
-        decision = stages.gate(run_spec(get_current_context()), validated["champion_version"])
+        context = get_current_context()
+        validated = context["ti"].xcom_pull(task_ids="validate_data")
+        decision = stages.gate(run_spec(context), validated["champion_version"])
         log_decision(decision)
         return "promote" if decision["promote"] else "reject"
 
@@ -105,13 +110,16 @@ def aire_retrain() -> None:
     @task
     def reject() -> dict[str, Any]:
         from aire import stages
+        from aire_airflow.glue import notifier_channel
 
-        return stages.reject(run_spec(get_current_context()))
+        return stages.reject(run_spec(get_current_context()), resolver=notifier_channel)
 
     validated = validate_data()
     analysis = analyze_errors(validated)
     signed = sign_model(fine_tune(validated, analysis))
-    gate(validated, evaluate(validated, signed)) >> [promote(), reject()]
+    decided = gate()
+    [signed, evaluate(validated, signed)] >> decided
+    decided >> [promote(), reject()]
 
 
 aire_retrain()
