@@ -62,7 +62,14 @@ class Home:
         return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     @property
-    def mlflow_artifact_root(self) -> str:
+    def mlflow_artifact_root(self) -> str | None:
+        """Where new experiments keep artifacts: the home's folder for a local store.
+
+        None for a tracking server: the server's own artifact store (S3 behind
+        ``--serve-artifacts``) must hold them, not the worker's disk.
+        """
+        if self.mlflow_tracking_uri.startswith(("http://", "https://")):
+            return None
         return (self.mlflow_dir / "artifacts").as_uri()
 
     @property
