@@ -12,25 +12,16 @@ artifacts of the run's MLflow run and sit under `$AIRE_HOME/reports/<pipeline>/<
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, dag, get_current_context, task
-
-from aire_airflow.glue import gpu_queue, on_task_failure, retrain_schedule, run_spec
 from aire.home import PROJECT_ROOT, Home
+from aire_airflow.glue import gpu_queue, retrain_schedule, run_spec, task_defaults
+from airflow.sdk import Param, dag, get_current_context, task
 
 DEFAULT_CONFIG = str(PROJECT_ROOT / "include" / "config" / "credit_risk.yaml")
 DEFAULT_BATCH = str(Home.from_env().data_dir / "batch_clean.csv")
-
-# Bad input (data, config, signatures) cannot be fixed by retrying: fail at once.
-FAIL_ON_BAD_INPUT = ExceptionRetryPolicy(rules=[
-    RetryRule(exception="aire.errors.InputError", action=RetryAction.FAIL,
-              reason="bad input: a retry cannot fix it"),
-])
-
 
 @dag(
     dag_id=Path(__file__).stem,
@@ -47,14 +38,7 @@ FAIL_ON_BAD_INPUT = ExceptionRetryPolicy(rules=[
         "learning_rate": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=1,
                                description="Override training.learning_rate"),
     },
-    default_args={
-        "retries": 2,
-        "retry_delay": timedelta(seconds=10),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(minutes=5),
-        "retry_policy": FAIL_ON_BAD_INPUT,
-        "on_failure_callback": on_task_failure,
-    },
+    default_args=task_defaults(),
 )
 def aire_retrain() -> None:
     @task

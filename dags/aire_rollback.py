@@ -13,30 +13,20 @@ Trigger it with **Params**: `config` (the pipeline YAML), `target` (a version nu
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pendulum
 from aire.home import PROJECT_ROOT
-from aire_airflow.glue import on_task_failure
+from aire_airflow.glue import task_defaults
 from airflow.sdk import (
-    ExceptionRetryPolicy,
     Param,
-    RetryAction,
-    RetryRule,
     dag,
     get_current_context,
     task,
 )
 
 DEFAULT_CONFIG = str(PROJECT_ROOT / "include" / "config" / "credit_risk.yaml")
-
-# An unknown version or a target that fails verification will not change on a retry.
-FAIL_ON_BAD_INPUT = ExceptionRetryPolicy(rules=[
-    RetryRule(exception="aire.errors.InputError", action=RetryAction.FAIL,
-              reason="bad input: a retry cannot fix it"),
-])
 
 
 @dag(
@@ -53,14 +43,7 @@ FAIL_ON_BAD_INPUT = ExceptionRetryPolicy(rules=[
                         description="Version number to make champion, or 'previous'"),
         "reason": Param("", type="string", description="Why: recorded in the ledger and on the incident"),
     },
-    default_args={
-        "retries": 2,
-        "retry_delay": timedelta(seconds=10),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(minutes=2),
-        "retry_policy": FAIL_ON_BAD_INPUT,
-        "on_failure_callback": on_task_failure,
-    },
+    default_args=task_defaults(max_retry_delay_minutes=2),
 )
 def aire_rollback() -> None:
     @task

@@ -44,9 +44,8 @@ def signing_keys(conn_id: str | None) -> KeyPair | None:
     import tempfile
     from pathlib import Path
 
-    from airflow.sdk import Connection
-
     from aire.keys import keypair_from_pem
+    from airflow.sdk import Connection
 
     conn = Connection.get(conn_id)
     extra = conn.extra_dejson or {}
@@ -93,7 +92,7 @@ def on_task_failure(context: Any) -> None:
             log_url=getattr(ti, "log_url", None), resolver=notifier_channel,
             object_store=_postmortem_store(params),
         )
-    except Exception:  # noqa: BLE001 - never mask the task failure itself
+    except Exception:
         log.exception("could not record the incident for %s.%s", ti.dag_id, ti.task_id)
         return
     log.error("incident %(incident_id)s recorded; postmortem stub: %(postmortem)s", outcome)
@@ -105,14 +104,13 @@ def notifier_channel(spec: NotifyChannel) -> Channel:
     The connection may live in the metadata DB, a secrets backend or an
     ``AIRFLOW_CONN_<ID>`` variable; Airflow masks its password in task logs.
     """
-    from airflow.sdk import Connection
-
     from aire.errors import InputError
     from aire.notifiers import channel_from_connection
+    from airflow.sdk import Connection
 
     try:
         conn = Connection.get(spec.conn_id)
-    except Exception as exc:  # noqa: BLE001 - AirflowNotFoundException and backend errors alike
+    except Exception as exc:
         raise InputError(f"notify channel '{spec.label}': cannot read Airflow connection "
                          f"'{spec.conn_id}': {exc}") from exc
     return channel_from_connection(spec, host=conn.host, port=conn.port, schema=conn.schema,
@@ -258,3 +256,24 @@ def mlflow_credentials(conn_id: str | None) -> None:
             os.environ["MLFLOW_TRACKING_PASSWORD"] = conn.password
     if os.environ.get("MLFLOW_TRACKING_PASSWORD"):
         mask_secret(os.environ["MLFLOW_TRACKING_PASSWORD"])
+
+
+def task_defaults(*, max_retry_delay_minutes: int = 5) -> dict[str, Any]:
+    """default_args every AIRE DAG shares: two retries with exponential backoff for
+    transient trouble, none for bad input (``aire.errors.InputError``: a retry cannot fix
+    it), and one incident per final failure."""
+    from datetime import timedelta
+
+    from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule
+
+    return {
+        "retries": 2,
+        "retry_delay": timedelta(seconds=10),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=max_retry_delay_minutes),
+        "retry_policy": ExceptionRetryPolicy(rules=[
+            RetryRule(exception="aire.errors.InputError", action=RetryAction.FAIL,
+                      reason="bad input: a retry cannot fix it"),
+        ]),
+        "on_failure_callback": on_task_failure,
+    }
