@@ -147,14 +147,19 @@ class TrainedModel:
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         out = np.empty((len(df), len(self.classes)), dtype=np.float64)
-        device = self.device
+        for start in range(0, len(df), batch_size):
+            chunk = self.preprocessor.transform(df.iloc[start:start + batch_size])
+            out[start:start + len(chunk)] = self.predict_proba_encoded(chunk)
+        return out
+
+    def predict_proba_encoded(self, encoded: np.ndarray) -> np.ndarray:
+        """Class probabilities of rows already encoded by ``preprocessor.transform``."""
         self.net.eval()
         with torch.inference_mode():
-            for start in range(0, len(df), batch_size):
-                chunk = self.preprocessor.transform(df.iloc[start:start + batch_size])
-                logits = self.net(torch.from_numpy(chunk).to(device))
-                out[start:start + len(chunk)] = torch.softmax(logits, dim=1).double().cpu().numpy()
-        return out
+            logits = self.net(torch.from_numpy(np.ascontiguousarray(encoded, dtype=np.float32))
+                              .to(self.device))
+            proba: np.ndarray = torch.softmax(logits, dim=1).double().cpu().numpy()
+        return proba
 
     def save(self, model_dir: str | Path) -> Path:
         """Write the model directory atomically: a killed save leaves the old one intact."""

@@ -97,6 +97,16 @@ class TabularPreprocessor:
             names.append(f"{column}={UNKNOWN}")
         return names
 
+    def spans(self) -> dict[str, slice]:
+        """The encoded columns of each input: one for a number, a one-hot block per category."""
+        spans = {column: slice(i, i + 1) for i, column in enumerate(self.numeric)}
+        offset = len(self.numeric)
+        for column in self.categorical:
+            width = len(self.categories[column]) + 1
+            spans[column] = slice(offset, offset + width)
+            offset += width
+        return spans
+
     @property
     def input_dim(self) -> int:
         return len(self.numeric) + sum(len(self.categories[c]) + 1 for c in self.categorical)

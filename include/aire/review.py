@@ -4,8 +4,10 @@ High-loss rows show wrong labels; the *most confident* predictions show what the
 leans on hardest. For each class, the K rows predicted most confidently as that class are
 listed with the features that drive them, measured by occlusion: the drop in the class's
 probability when one feature takes the values of rows drawn from the batch instead of
-its own (averaged over the draws). It needs nothing but ``predict_proba``, so it explains
-the champion and cross-fitted fold models alike, each row with the model that scored it.
+its own (averaged over the draws). It explains the champion and cross-fitted fold models
+alike, each row with the model that scored it, and works on the encoded rows: each model
+encodes the reviewed rows and the background once, and the variants swap a feature's
+encoded columns, so the cost is one small forward pass per model (no pandas per variant).
 
 The leakage check asks, for each model input on its own, how well it predicts the label
 on rows it has not seen: a table of label counts per value (numeric inputs cut into
@@ -69,7 +71,10 @@ def occlusion_drivers(rows: pd.DataFrame, batch: pd.DataFrame, features: Sequenc
     Occluding a feature gives it, in turn, the value of each of ``BACKGROUND`` rows drawn
     from the batch, and averages: one fixed "typical" value would show no effect for the
     many rows that already hold it. ``rows`` index ``batch`` by ``position``;
-    ``class_index`` is each row's predicted class. One ``predict_proba`` call per model.
+    ``class_index`` is each row's predicted class. Each model encodes its rows and the
+    background once; the occluded variants are built by swapping a feature's encoded
+    columns (encoding is row-wise, so this equals encoding the altered rows), and scored
+    in one call. A feature the model does not take as input has no effect (drop 0).
     """
     if rows.empty:
         return []
@@ -78,25 +83,35 @@ def occlusion_drivers(rows: pd.DataFrame, batch: pd.DataFrame, features: Sequenc
     drops = np.zeros((len(original), len(features)))
     for m, model in enumerate(models):
         mine = np.flatnonzero(model_of_row[rows["position"].to_numpy()] == m)
-        if not len(mine):
-            continue
-        subset = original.iloc[mine]
-        repeated = subset.iloc[np.tile(np.arange(len(mine)), len(background))]
-        variants = [subset] + [
-            repeated.assign(**{column: np.repeat(background[column].to_numpy(), len(mine))})
-            for column in features]
-        p = model.predict_proba(pd.concat(variants, ignore_index=True))
-        classes = np.concatenate([class_index[mine],
-                                  np.tile(class_index[mine], len(background) * len(features))])
-        picked = p[np.arange(len(p)), classes]
-        occluded = picked[len(mine):].reshape(len(features), len(background), len(mine))
-        drops[mine] = (picked[:len(mine)] - occluded.mean(axis=1)).T
+        if len(mine):
+            drops[mine] = _occlusion_drops(model, original.iloc[mine], background, features,
+                                           class_index[mine])
     described = []
     for i, row in enumerate(drops):
         order = np.argsort(-row, kind="stable")[:DRIVERS]
         described.append("; ".join(
             f"{features[j]}={original.at[i, features[j]]} ({row[j]:+.3f})" for j in order))
     return described
+
+
+def _occlusion_drops(model: TrainedModel, subset: pd.DataFrame, background: pd.DataFrame,
+                     features: Sequence[str], classes: np.ndarray) -> np.ndarray:
+    """[row, feature]: p(class) minus its mean with the feature set to each background row."""
+    n, b = len(subset), len(background)
+    encoded = model.preprocessor.transform(pd.concat([subset, background], ignore_index=True))
+    rows, others = encoded[:n], encoded[n:]
+    spans = model.preprocessor.spans()
+    used = [(j, spans[column]) for j, column in enumerate(features) if column in spans]
+    # variants[f, k, i]: row i with feature f's columns taken from background row k
+    variants = np.broadcast_to(rows, (len(used), b, n, rows.shape[1])).copy()
+    for f, (_, span) in enumerate(used):
+        variants[f, :, :, span] = others[:, None, span]
+    p = model.predict_proba_encoded(np.concatenate([rows, variants.reshape(-1, rows.shape[1])]))
+    picked = p[np.arange(len(p)), np.tile(classes, 1 + len(used) * b)]
+    occluded = picked[n:].reshape(len(used), b, n).mean(axis=1)
+    drops = np.zeros((n, len(features)))
+    drops[:, [j for j, _ in used]] = (picked[:n] - occluded).T
+    return drops
 
 
 def leakage_check(batch: pd.DataFrame, features: Sequence[str], labels: np.ndarray,
@@ -113,10 +128,18 @@ def leakage_check(batch: pd.DataFrame, features: Sequence[str], labels: np.ndarr
 
 
 def _codes(column: pd.Series) -> np.ndarray:
-    """Small integer codes: categories as they are, numbers cut into quantile bins."""
-    if pd.api.types.is_numeric_dtype(column) and column.nunique(dropna=False) > _BINS:
-        binned = pd.qcut(column, q=_BINS, labels=False, duplicates="drop")
-        return np.asarray(pd.Series(binned).fillna(-1).to_numpy(dtype=np.int64) + 1)
+    """Small integer codes: categories as they are, numbers cut into quantile bins.
+
+    Bins are pd.qcut's (right-closed, duplicate edges dropped; missing is code 0), computed
+    with numpy: the check runs on every feature of every batch.
+    """
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        present = values[~np.isnan(values)]
+        if len(np.unique(present)) + (len(present) < len(values)) > _BINS:
+            edges = np.unique(np.quantile(present, np.linspace(0, 1, _BINS + 1)))
+            codes = np.searchsorted(edges[1:-1], values, side="left") + 1
+            return np.asarray(np.where(np.isnan(values), 0, codes), dtype=np.int64)
     codes, _ = pd.factorize(column, use_na_sentinel=False)  # a missing value is a value
     return np.asarray(codes, dtype=np.int64)
 
