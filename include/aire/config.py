@@ -334,6 +334,31 @@ class Notify(_Strict):
         return self
 
 
+class Approval(_Strict):
+    """A human's yes between a passing gate and promotion (``aire.approval``).
+
+    With ``required`` the run waits at the DAG's ``await_approval`` task, which shows the
+    gate's decision record. Approve promotes; reject, or no answer within
+    ``timeout_hours``, rejects the candidate (fail closed) with an incident.
+    """
+
+    required: bool = False
+    timeout_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    # Airflow user ids allowed to answer (the auth manager's id: the user name for the
+    # simple auth manager); empty: anyone who may act on the DAG's tasks.
+    approvers: list[str] = Field(default_factory=list)
+
+    @field_validator("approvers")
+    @classmethod
+    def _approvers_named_once(cls, value: list[str]) -> list[str]:
+        if any(not name.strip() for name in value):
+            raise ValueError("an approver id cannot be empty")
+        duplicates = sorted({n for n in value if value.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"approval.approvers names {duplicates} more than once")
+        return value
+
+
 class PipelineConfig(_Strict):
     name: str
     dataset: Dataset
@@ -345,6 +370,7 @@ class PipelineConfig(_Strict):
     signing: Signing = Field(default_factory=Signing)
     slo: Slo = Field(default_factory=Slo)
     notify: Notify = Field(default_factory=Notify)
+    approval: Approval = Field(default_factory=Approval)
 
     @model_validator(mode="after")
     def _name_is_a_model_name(self) -> PipelineConfig:

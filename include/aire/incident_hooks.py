@@ -70,15 +70,23 @@ def record_task_failure(
 
 
 def record_gate_rejection(ctx: RunContext, decision: dict[str, Any],
-                          resolver: ChannelResolver | None = None) -> dict[str, Any]:
+                          resolver: ChannelResolver | None = None,
+                          approval: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The candidate is not promoted: the gate rejected it, or (``approval``, when the gate
+    passed it) a person rejected it or nobody approved it in time."""
     failed = [check for check in decision.get("checks", []) if not check.get("passed")]
     names = ", ".join(check.get("name", "?") for check in failed) or "no decision record"
+    title = f"{ctx.name}: candidate rejected by the gate ({names})"
     evidence = evidence_from_run(ctx.run_dir)
     evidence.update({"batch": ctx.spec.batch_uri, "config": ctx.spec.config_path,
                      "run_id": ctx.spec.run_key, "champion": champion_of(ctx.home, ctx.name)})
+    if decision.get("promote") is True:
+        why = approval.get("summary") if approval else "no approval answer was recorded"
+        title = f"{ctx.name}: candidate passed the gate but was not approved ({why})"
+        evidence["approval"] = approval
     return open_incident(
         ctx.home, dedup_key("gate", ctx.name, ctx.spec.run_key), pipeline=ctx.name,
-        title=f"{ctx.name}: candidate rejected by the gate ({names})", severity=Severity.MEDIUM,
+        title=title, severity=Severity.MEDIUM,
         source={"kind": SourceKind.GATE_REJECTION.value, "dag_id": "aire_retrain",
                 "run_id": ctx.spec.run_key, "task_id": "reject", "try_number": 1},
         evidence=evidence, notify=ctx.config.notify, resolver=resolver, object_store=ctx.store,

@@ -272,7 +272,11 @@ def gate(spec: RunSpec, champion_version: int | None) -> dict[str, Any]:
 
 @_timed
 def promote(spec: RunSpec) -> dict[str, Any]:
-    """Register the verified candidate once and move the champion alias to it."""
+    """Register the verified candidate once and move the champion alias to it.
+
+    With ``approval.required`` it first checks that a person approved this very decision.
+    """
+    from aire.approval import require_approved
     from aire.promotion import promote_candidate
 
     ctx = RunContext(spec)
@@ -280,8 +284,10 @@ def promote(spec: RunSpec) -> dict[str, Any]:
     if decision.get("promote") is not True:
         raise DataValidationError(str(ctx.path("decision.json")), None, "gate decision is promote",
                                   "the gate did not approve this candidate")
+    approval = _approval_record(ctx)
+    require_approved(approval, ctx.config.approval, str(ctx.path("approval.json")))
     digest = _verified_candidate_digest(ctx)
-    result = promote_candidate(ctx, digest)
+    result = promote_candidate(ctx, digest, approval=approval.to_dict() if approval else None)
     ctx.registry.finish_run(ctx.mlflow_run_id)
     return result
 
@@ -297,14 +303,81 @@ def reject(spec: RunSpec, resolver: Any = None) -> dict[str, Any]:
 
     ctx = RunContext(spec)
     decision = _json_or_none(ctx.path("decision.json")) or {"promote": False, "checks": []}
+    approval = _approval_record(ctx)
     _quarantine(ctx, ctx.batch())
-    result = record_gate_rejection(ctx, decision, resolver=resolver)
+    result = record_gate_rejection(ctx, decision, resolver=resolver,
+                                   approval=approval.to_dict() if approval else None)
     ctx.registry.finish_run(ctx.mlflow_run_id, status="FAILED")
     return result
 
 
+def after_gate(spec: RunSpec, decision: dict[str, Any]) -> str:
+    """The task the run goes on to: ``promote``, ``await_approval`` (config ``approval``) or ``reject``."""
+    from aire.approval import next_step
+    from aire.config import load_config
+
+    return next_step(decision, load_config(spec.config_path).approval).value
+
+
+@_timed
+def request_approval(spec: RunSpec) -> dict[str, Any]:
+    """Open the approval request for the gate's decision: subject, body, timeout, approvers.
+
+    ``approval.json`` says ``pending`` and holds the decision's sha256 until the answer.
+    """
+    from aire import approval as approvals
+
+    ctx = RunContext(spec)
+    decision_path = ctx.path("decision.json")
+    decision = ctx.read_json("decision.json")
+    if decision.get("promote") is not True:
+        raise DataValidationError(str(decision_path), None, "gate decision is promote",
+                                  "only a candidate the gate passed is put to a person")
+    config = ctx.config.approval
+    record = approvals.pending(approvals.digest_of(decision_path), config)
+    ctx.write_json(record.to_dict(), "approval.json")
+    subject, body = approvals.request_text(decision, config, batch_uri=spec.batch_uri)
+    return {"subject": subject, "body": body, "timeout_seconds": config.timeout_hours * 3600,
+            "approvers": list(config.approvers), "decision_sha256": record.decision_sha256}
+
+
+@_timed
+def record_approval(spec: RunSpec, response: dict[str, Any]) -> dict[str, Any]:
+    """Write the answer (or the timeout) into ``approval.json``, publish it, tag the run."""
+    from aire import approval as approvals
+
+    ctx = RunContext(spec)
+    request = approvals.bound(_json_or_none(ctx.path("approval.json")),
+                              _digest_or_none(ctx.path("decision.json")))
+    if request is None:
+        raise DataValidationError(str(ctx.path("approval.json")), None, "approval answers this decision",
+                                  "no approval request for the current gate decision")
+    record = approvals.answered(request, response)
+    ctx.write_json(record.to_dict(), "approval.json")
+    ctx.publish(ctx.path("approval.json"), "approval")
+    ctx.registry.set_run_tags(ctx.mlflow_run_id, record.tags())
+    log.info("approval: %s", record.summary())
+    return record.to_dict()
+
+
 # --- helpers --------------------------------------------------------------------------
 _PINNED = "aire.pinned_champion"
+
+
+def _approval_record(ctx: RunContext) -> Any:
+    """The approval answer for the current gate decision, if any (``aire.approval.bound``)."""
+    from aire.approval import bound
+
+    return bound(_json_or_none(ctx.path("approval.json")), _digest_or_none(ctx.path("decision.json")))
+
+
+def _digest_or_none(path: Any) -> str | None:
+    from aire.approval import digest_of
+
+    try:
+        return digest_of(path)
+    except OSError:
+        return None
 
 
 def _pinned_champion(ctx: RunContext) -> int | None:
