@@ -4,6 +4,9 @@
 Takes a new batch of labeled data through validation, loss-sorted error analysis,
 fine-tuning, signing, evaluation and a fail-closed gate, then promotes the candidate to
 the `champion` alias in MLflow or rejects it with an incident and a postmortem stub.
+When the config says `approval: {required: true}`, a candidate the gate passed waits at
+`await_approval` (Airflow's Required Actions) for a person: Approve promotes; Reject, or
+no answer within `approval.timeout_hours`, rejects.
 
 Trigger it with **Params**: `config` (a pipeline YAML) and `batch` (a CSV or Parquet
 path or `s3://` URI). Each task calls one function of `aire.stages`; reports are
@@ -17,6 +20,7 @@ from typing import Any
 
 import pendulum
 from aire.home import PROJECT_ROOT, Home
+from aire_airflow.approval import AwaitApproval
 from aire_airflow.glue import gpu_queue, retrain_schedule, run_spec, task_defaults
 from airflow.sdk import Param, dag, get_current_context, task
 
@@ -81,17 +85,19 @@ def aire_retrain() -> None:
 
         context = get_current_context()
         validated = context["ti"].xcom_pull(task_ids="validate_data")
-        decision = stages.gate(run_spec(context), validated["champion_version"])
+        spec = run_spec(context)
+        decision = stages.gate(spec, validated["champion_version"])
         log_decision(decision)
-        return "promote" if decision["promote"] else "reject"
+        return stages.after_gate(spec, decision)  # promote | await_approval | reject
 
-    @task
+    # Reached from the gate directly, or through await_approval (the other one is skipped).
+    @task(trigger_rule="none_failed_min_one_success")
     def promote() -> dict[str, Any]:
         from aire import stages
 
         return stages.promote(run_spec(get_current_context()))
 
-    @task
+    @task(trigger_rule="none_failed_min_one_success")
     def reject() -> dict[str, Any]:
         from aire import stages
         from aire_airflow.glue import notifier_channel
@@ -103,7 +109,9 @@ def aire_retrain() -> None:
     signed = sign_model(fine_tune(validated, analysis))
     decided = gate()
     [signed, evaluate(validated, signed)] >> decided
-    decided >> [promote(), reject()]
+    promoted, rejected, approval = promote(), reject(), AwaitApproval(task_id="await_approval")
+    decided >> [approval, promoted, rejected]
+    approval >> [promoted, rejected]
 
 
 aire_retrain()

@@ -55,7 +55,7 @@ def test_dag_ids_match_file_names(parsed: dict) -> None:
 def test_retraining_dag_has_every_stage(parsed: dict) -> None:
     tasks = set(parsed["dags"]["aire_retrain"]["tasks"])
     assert tasks == {"validate_data", "analyze_errors", "fine_tune", "sign_model", "evaluate", "gate",
-                     "promote", "reject"}
+                     "await_approval", "promote", "reject"}
 
 
 @pytest.mark.parametrize("rule", ["tags", "retries", "failure_callback"])
