@@ -16,7 +16,8 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,9 +154,13 @@ class TrainedModel:
         return out
 
     def predict_proba_encoded(self, encoded: np.ndarray) -> np.ndarray:
-        """Class probabilities of rows already encoded by ``preprocessor.transform``."""
+        """Class probabilities of rows already encoded by ``preprocessor.transform``.
+
+        One CPU thread: this MLP's forward pass gains nothing from more, and on a busy
+        worker spinning OpenMP threads made scoring many times slower.
+        """
         self.net.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), cpu_threads_capped(1 if self.device.type == "cpu" else None):
             logits = self.net(torch.from_numpy(np.ascontiguousarray(encoded, dtype=np.float32))
                               .to(self.device))
             proba: np.ndarray = torch.softmax(logits, dim=1).double().cpu().numpy()
@@ -192,6 +197,19 @@ class TrainedModel:
                          "categorical": list(self.preprocessor.categorical)},
             "torch_version": torch.__version__,
         }
+
+
+@contextmanager
+def cpu_threads_capped(limit: int | None) -> Iterator[None]:
+    """Cap torch's intra-op threads (``None``: leave them), restored after."""
+    # Process-wide setting: fine for one training per worker process (Airflow tasks are).
+    before = torch.get_num_threads()
+    if limit is not None and limit >= 1:
+        torch.set_num_threads(min(limit, before))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _label_key(value: object) -> object:

@@ -9,8 +9,7 @@ the bit (seeded init, dropout and shuffling); on CUDA kernels may still differ s
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +25,7 @@ from aire.model import (
     TabularNet,
     TabularPreprocessor,
     TrainedModel,
+    cpu_threads_capped,
     label_classes,
     resolve_device,
 )
@@ -120,7 +120,7 @@ def fit(
     history: list[dict[str, float]] = []
     # fork_rng keeps dropout's draws from leaking into (or depending on) the caller's RNG.
     with torch.random.fork_rng(devices=[target] if target.type == "cuda" else []), \
-            _cpu_threads(cpu_threads if target.type == "cpu" else None):
+            cpu_threads_capped(cpu_threads if target.type == "cpu" else None):
         torch.manual_seed(seed)
         shuffler = torch.Generator().manual_seed(seed)
         optimizer = torch.optim.Adam(model.net.parameters(), lr=learning_rate)
@@ -159,18 +159,6 @@ def _train_one_epoch(net: TabularNet, optimizer: torch.optim.Optimizer, x: torch
         correct += ((logits.detach().argmax(dim=1) == y[rows]).float() * w).sum().double()
     total = max(weight_sum.item(), 1e-12)
     return {"train_loss": loss_sum.item() / total, "train_accuracy": correct.item() / total}
-
-
-@contextmanager
-def _cpu_threads(limit: int | None) -> Iterator[None]:
-    # Process-wide setting: fine for one training per worker process (Airflow tasks are).
-    before = torch.get_num_threads()
-    if limit is not None and limit >= 1:
-        torch.set_num_threads(min(limit, before))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _weights_tensor(sample_weight: np.ndarray | None, n_rows: int,
