@@ -42,6 +42,7 @@ from aire.config import PipelineConfig
 from aire.drift import ColumnDrift, DriftResult, NullRate, drift
 from aire.errors import InputError
 from aire.fairness import fairness
+from aire.paired_bootstrap import expected_calibration_error, paired_drop_errors
 from aire.report_html import write_report
 
 __all__ = [
@@ -51,7 +52,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-ECE_BINS = 10
 # Fewer holdout rows than this unseen by the champion: compare on the whole holdout instead.
 MIN_COMPARISON_ROWS = 30
 # Probabilities are softmax outputs in float32: rows may miss 1.0 by rounding only.
@@ -121,7 +121,7 @@ def quality(y_true: Sequence[Any] | np.ndarray | pd.Series, proba: np.ndarray,
         n_rows=len(y), classes=tuple(keys), positive_label=keys[pos],
         accuracy=float(np.mean(predicted == y)),
         macro_f1=float(f1_score(y, predicted, average="macro", zero_division=0.0)),
-        roc_auc=auc, roc_auc_reason=reason, ece=_expected_calibration_error(y, probabilities),
+        roc_auc=auc, roc_auc_reason=reason, ece=expected_calibration_error(y, probabilities),
     )
 
 
@@ -138,20 +138,6 @@ def _checked_proba(proba: np.ndarray, n_rows: int, n_classes: int) -> np.ndarray
     if worst > _ROW_SUM_TOLERANCE:
         raise InputError(f"proba breaks rule 'rows sum to 1': a row is off by {worst:.4g}")
     return values
-
-
-def _expected_calibration_error(y: np.ndarray, proba: np.ndarray) -> float:
-    """Top-label ECE over equal-width confidence bins: sum of |accuracy - confidence|
-    per bin, weighted by the bin's share of rows."""
-    confidence = proba.max(axis=1)
-    correct = (proba.argmax(axis=1) == y).astype(np.float64)
-    bins = np.minimum((confidence * ECE_BINS).astype(np.int64), ECE_BINS - 1)
-    total = 0.0
-    for b in range(ECE_BINS):
-        in_bin = bins == b
-        if in_bin.any():
-            total += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(total)
 
 
 def _label_key(value: object) -> Any:
@@ -179,11 +165,18 @@ class QualityComparison:
     champion: QualityResult
     accuracy_drop: float  # champion accuracy - candidate accuracy, on the same rows
     accuracy_drop_se: float  # paired standard error of that difference
+    # Paired bootstrap standard errors (aire.paired_bootstrap) of champion - candidate macro
+    # F1 and ROC AUC, and of candidate - champion calibration error; None: not estimable.
+    macro_f1_drop_se: float | None = None
+    roc_auc_drop_se: float | None = None
+    ece_increase_se: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"basis": self.basis, "n_rows": self.n_rows, "n_excluded": self.n_excluded,
                 "candidate": self.candidate.to_dict(), "champion": self.champion.to_dict(),
-                "accuracy_drop": self.accuracy_drop, "accuracy_drop_se": self.accuracy_drop_se}
+                "accuracy_drop": self.accuracy_drop, "accuracy_drop_se": self.accuracy_drop_se,
+                "macro_f1_drop_se": self.macro_f1_drop_se, "roc_auc_drop_se": self.roc_auc_drop_se,
+                "ece_increase_se": self.ece_increase_se}
 
 
 def unseen_rows(holdout: pd.DataFrame, reference: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
@@ -228,8 +221,15 @@ def compare_quality(y_true: Sequence[Any] | np.ndarray, candidate: tuple[np.ndar
                for proba, c in scored]
     paired = correct[1].astype(np.float64) - correct[0].astype(np.float64)
     se = float(paired.std(ddof=1) / math.sqrt(len(paired))) if len(paired) > 1 else 0.0
+    indexed = [(_class_indices(truth[rows], c), proba, c.index(positive_label(c))) for proba, c in scored]
+    errors = paired_drop_errors(*indexed[0], *indexed[1])
     return QualityComparison(basis, int(rows.sum()), int(len(truth) - rows.sum()), results[0], results[1],
-                             float(paired.mean()), se)
+                             float(paired.mean()), se, errors.macro_f1, errors.roc_auc, errors.ece)
+
+
+def _class_indices(values: np.ndarray, classes: Sequence[Any]) -> np.ndarray:
+    index_of = {_label_key(c): i for i, c in enumerate(classes)}
+    return np.array([index_of[_label_key(v)] for v in values], dtype=np.int64)
 
 
 def _keys(values: np.ndarray) -> np.ndarray:

@@ -10,9 +10,11 @@ evidence is indeed absent; evidence that exists is always checked.
 Where each field comes from:
 - evaluation.json (``aire.evaluation.write_report``): drift.drift_share,
   quality.candidate.accuracy (the whole holdout), quality.comparison.{candidate,champion}
-  .accuracy and .accuracy_drop_se (both models on the same rows), fairness.candidate.max_gap,
-  fairness.champion.max_gap;
-- the error analysis summary.json: estimated_noise_rate (None when the analysis was skipped);
+  .{accuracy,macro_f1,roc_auc,ece} and their paired standard errors .accuracy_drop_se,
+  .macro_f1_drop_se, .roc_auc_drop_se, .ece_increase_se (both models on the same rows),
+  fairness.candidate.max_gap, fairness.champion.max_gap;
+- the error analysis summary.json: estimated_noise_rate (None when the analysis was skipped)
+  and leakage.flagged, the features that alone predict the label (``label_leakage``);
 - ``champion_noise_rate``: set by the caller from the champion's training run (the MLflow
   metric analysis.estimated_noise_rate): the noise check's baseline. Only a first run goes
   without it (the absolute cap ``max_noise_rate`` is then the limit);
@@ -46,6 +48,16 @@ class Evidence:
     compared_candidate_accuracy: float | None = None
     compared_champion_accuracy: float | None = None
     accuracy_drop_se: float | None = None
+    compared_candidate_macro_f1: float | None = None
+    compared_champion_macro_f1: float | None = None
+    macro_f1_drop_se: float | None = None
+    compared_candidate_roc_auc: float | None = None
+    compared_champion_roc_auc: float | None = None
+    roc_auc_drop_se: float | None = None
+    compared_candidate_ece: float | None = None
+    compared_champion_ece: float | None = None
+    ece_increase_se: float | None = None
+    leaking_features: tuple[str, ...] | None = None
     candidate_fairness_gap: float | None = None
     champion_fairness_gap: float | None = None
     signature_verified: bool | None = None
@@ -61,7 +73,7 @@ class Evidence:
 @dataclass(frozen=True)
 class Check:
     name: str
-    value: float | bool | None
+    value: float | bool | list[str] | None
     threshold: float | bool | None
     passed: bool
     reason: str
@@ -111,6 +123,16 @@ def evidence_from_files(evaluation_json: Path | None, analysis_summary_json: Pat
     take("compared_candidate_accuracy", evaluation, ("quality", "comparison", "candidate", "accuracy"), "rate")
     take("compared_champion_accuracy", evaluation, ("quality", "comparison", "champion", "accuracy"), "rate")
     take("accuracy_drop_se", evaluation, ("quality", "comparison", "accuracy_drop_se"), "rate")
+    for metric in ("macro_f1", "roc_auc", "ece"):
+        take(f"compared_candidate_{metric}", evaluation, ("quality", "comparison", "candidate", metric), "rate")
+        take(f"compared_champion_{metric}", evaluation, ("quality", "comparison", "champion", metric), "rate")
+        se = "ece_increase_se" if metric == "ece" else f"{metric}_drop_se"
+        take(se, evaluation, ("quality", "comparison", se), "rate")
+    if isinstance(evaluation, dict):  # ROC AUC is None for a reason the report gives
+        for role in ("candidate", "champion"):
+            reason = _dig(evaluation, ("quality", "comparison", role, "roc_auc_reason"))
+            if isinstance(reason, str) and values.get(f"compared_{role}_roc_auc") is None:
+                missing[f"compared_{role}_roc_auc"] = reason
     take("candidate_fairness_gap", evaluation, ("fairness", "candidate", "max_gap"), "rate")
     take("champion_fairness_gap", evaluation, ("fairness", "champion", "max_gap"), "rate")
     if isinstance(evaluation, dict) and values.get("candidate_fairness_gap") is None:
@@ -123,6 +145,14 @@ def evidence_from_files(evaluation_json: Path | None, analysis_summary_json: Pat
     if isinstance(analysis, dict) and analysis.get("skipped") is True:
         values["noise_rate"] = None  # a skipped analysis has no estimate, whatever the file says
         missing["noise_rate"] = f"error analysis skipped: {analysis.get('reason')}"
+    flagged = _dig(analysis, ("leakage", "flagged"))
+    if isinstance(flagged, list) and all(isinstance(f, str) for f in flagged):
+        values["leaking_features"] = tuple(flagged)
+    else:
+        missing["leaking_features"] = (
+            analysis if isinstance(analysis, str)
+            else f"error analysis skipped: {analysis.get('reason')}" if analysis.get("skipped") is True
+            else "leakage.flagged is absent or not a list of feature names")
 
     take("signature_verified", _read(signing_json, "signing record"), ("verified",), "bool")
     if validation_json is None:
@@ -171,6 +201,11 @@ def decide(gates: Gates, evidence: Evidence) -> GateDecision:
         _noise(gates, e),
         _at_least("accuracy", e.candidate_accuracy, gates.min_accuracy, "candidate_accuracy", e),
         _accuracy_drop(gates, e),
+        _regression("macro_f1_drop_vs_champion", gates.max_f1_drop, gates, e, "macro_f1", "macro_f1_drop_se"),
+        _regression("roc_auc_drop_vs_champion", gates.max_roc_auc_drop, gates, e, "roc_auc", "roc_auc_drop_se"),
+        _regression("calibration_error_increase_vs_champion", gates.max_calibration_error_increase, gates, e,
+                    "ece", "ece_increase_se", higher_is_better=False),
+        _leakage(gates, e),
         _at_most("fairness_gap", e.candidate_fairness_gap, gates.max_fairness_gap, "candidate_fairness_gap", e),
         _fairness_increase(gates, e),
         _is_true("signature_verified", e.signature_verified, "signature_verified", e),
@@ -235,7 +270,7 @@ def _noise(gates: Gates, e: Evidence) -> Check:
 def _accuracy_drop(gates: Gates, e: Evidence) -> Check:
     """The candidate may trail the champion by the tolerance plus z paired standard errors."""
     se = _number(e.accuracy_drop_se)
-    limit = gates.max_accuracy_drop + gates.accuracy_drop_z * (se or 0.0)
+    limit = gates.max_accuracy_drop + gates.regression_z * (se or 0.0)
     check = _worse_than_champion("accuracy_drop_vs_champion", round(limit, 6), e,
                                  worse=("compared_champion_accuracy", e.compared_champion_accuracy),
                                  better=("compared_candidate_accuracy", e.compared_candidate_accuracy),
@@ -245,7 +280,35 @@ def _accuracy_drop(gates: Gates, e: Evidence) -> Check:
     if se is None:  # the allowance for noise is part of the evidence: without it, fail closed
         return _missing(check.name, limit, ("accuracy_drop_se",), e)
     return replace(check, reason=f"{check.reason} (max {gates.max_accuracy_drop} + "
-                                 f"{gates.accuracy_drop_z} x paired SE {se:.4f})")
+                                 f"{gates.regression_z} x paired SE {se:.4f})")
+
+
+def _regression(name: str, tolerance: float, gates: Gates, e: Evidence, metric: str, se_field: str, *,
+                higher_is_better: bool = True) -> Check:
+    """Like the accuracy drop: tolerance plus z bootstrap standard errors of the paired difference."""
+    candidate = (f"compared_candidate_{metric}", getattr(e, f"compared_candidate_{metric}"))
+    champion = (f"compared_champion_{metric}", getattr(e, f"compared_champion_{metric}"))
+    worse, better = (champion, candidate) if higher_is_better else (candidate, champion)
+    se = _number(getattr(e, se_field))
+    limit = round(tolerance + gates.regression_z * (se or 0.0), 6)
+    check = _worse_than_champion(name, limit, e, worse=worse, better=better, champion=champion[1])
+    if check.value is None or check.reason == NOT_APPLICABLE:
+        return check
+    if se is None:
+        return _missing(name, limit, (se_field,), e)
+    return replace(check, reason=f"{check.reason} (max {tolerance} + {gates.regression_z} x paired SE {se:.4f})")
+
+
+def _leakage(gates: Gates, e: Evidence) -> Check:
+    """A feature that alone predicts the label is a leak or a shortcut the model will learn."""
+    if not gates.reject_on_leakage:
+        return Check("label_leakage", None, False, True, "not checked: gates.reject_on_leakage is false")
+    if e.leaking_features is None:
+        return _missing("label_leakage", False, ("leaking_features",), e)
+    passed = not e.leaking_features
+    reason = ("no single feature predicts the label" if passed
+              else f"feature(s) {', '.join(e.leaking_features)} alone predict the label")
+    return Check("label_leakage", list(e.leaking_features), False, passed, reason)
 
 
 def _fairness_increase(gates: Gates, e: Evidence) -> Check:

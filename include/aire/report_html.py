@@ -31,6 +31,8 @@ th{background:#f3f3f3}
 
 _QUALITY_ROWS = (("accuracy", "Accuracy"), ("macro_f1", "Macro F1"), ("roc_auc", "ROC AUC"),
                  ("ece", "Expected calibration error (10 bins)"), ("n_rows", "Rows scored"))
+_PAIRED_SE = {"accuracy": "accuracy_drop_se", "macro_f1": "macro_f1_drop_se", "roc_auc": "roc_auc_drop_se",
+              "ece": "ece_increase_se"}
 
 
 def write_report(out_dir: Path, drift: DriftResult | None, candidate: QualityResult | None,
@@ -135,11 +137,13 @@ def _comparison_section(comparison: Mapping[str, Any] | None) -> str:
     for key, label in _QUALITY_ROWS:
         a, b = ours.get(key), theirs.get(key)
         delta = a - b if isinstance(a, float) and isinstance(b, float) else None
-        rows.append([label, _num(a), _num(b), _num(delta, signed=True)])
+        se = comparison.get(_PAIRED_SE[key]) if key in _PAIRED_SE else None
+        rows.append([label, _num(a), _num(b), _num(delta, signed=True), _num(se)])
     return (title + f"<p>Rows: {escape(str(comparison.get('basis')))} ({comparison.get('n_rows')} scored, "
-            f"{comparison.get('n_excluded')} left out). Accuracy drop {_num(comparison.get('accuracy_drop'), signed=True)}"
-            f", paired standard error {_num(comparison.get('accuracy_drop_se'))}.</p>"
-            + _table(["metric", "candidate", "champion", "Δ"], rows))
+            f"{comparison.get('n_excluded')} left out). The paired standard error is that of the "
+            "difference between the two models on these rows; the gate allows a regression of its "
+            "tolerance plus z of them.</p>"
+            + _table(["metric", "candidate", "champion", "Δ", "paired SE of Δ"], rows))
 
 
 def _drift_section(drift: Mapping[str, Any] | None) -> str:

@@ -236,6 +236,11 @@ def evaluate(spec: RunSpec, champion_version: int | None) -> dict[str, Any]:
     metrics: dict[str, float | None] = {f"candidate.{k}": v for k, v in quality.items() if isinstance(v, float)}
     metrics.update({"drift.share": summary["drift_share"], "fairness.max_gap": summary["fairness_gap"],
                     "comparison.accuracy_drop": summary["accuracy_drop"]})
+    for metric in ("macro_f1", "roc_auc", "ece"):  # champion - candidate (ECE: candidate - champion)
+        mine, theirs = ((comparison.get(role) or {}).get(metric) for role in ("candidate", "champion"))
+        if isinstance(mine, float) and isinstance(theirs, float):
+            metrics[f"comparison.{metric}_{'increase' if metric == 'ece' else 'drop'}"] = (
+                mine - theirs if metric == "ece" else theirs - mine)
     ctx.registry.log_metrics(ctx.mlflow_run_id, metrics)
     return summary
 
@@ -488,27 +493,35 @@ def _write(path: Any, data: dict[str, Any]) -> None:
 def run_all(spec: RunSpec) -> dict[str, Any]:
     """Every stage in order in this process (what the DAG does, without a scheduler).
 
-    A stage's failure is recorded as an incident exactly as the DAG's callback would.
+    A stage's failure is recorded as an incident exactly as the DAG's callback would. As in
+    the DAG, a failed evaluation does not stop the run: the gate reads the missing report as
+    missing evidence and the reject stage records why (``failed`` lists the stage). Any
+    other failure leaves no candidate to decide on and is raised.
     """
     from aire.incident_hooks import record_task_failure
 
-    results: dict[str, Any] = {"run_key": spec.run_key}
+    results: dict[str, Any] = {"run_key": spec.run_key, "failed": []}
 
-    def step(name: str, call: Any, *args: Any) -> Any:
+    def step(name: str, call: Any, *args: Any, fatal: bool = True) -> Any:
         try:
             results[name] = call(spec, *args)
         except Exception as exc:
             record_task_failure(dag_id="aire-cli", run_id=spec.run_key, task_id=name, try_number=1,
                                 exception=exc,
                                 params={"config": spec.config_path, "batch": spec.batch_uri})
-            raise
+            if fatal:
+                raise
+            log.warning("%s failed (%s: %s); the gate decides on the evidence there is",
+                        name, type(exc).__name__, exc)
+            results["failed"].append(name)
+            return None
         return results[name]
 
     champion = step("validate_data", validate_data)["champion_version"]
     step("analyze_errors", analyze_errors, champion)
     step("fine_tune", fine_tune, champion)
     step("sign_model", sign_model)
-    step("evaluate", evaluate, champion)
+    step("evaluate", evaluate, champion, fatal=False)
     decision = step("gate", gate, champion)
     if decision["promote"]:
         step("promote", promote)

@@ -1,5 +1,6 @@
 """The fail-closed promotion gate: a policy table, missing and garbled evidence, first runs,
-the relative noise check and the noise-aware accuracy tolerance."""
+the relative noise check, the noise-aware tolerances for accuracy, F1, ROC AUC and
+calibration error, and the leakage check."""
 
 from __future__ import annotations
 
@@ -24,14 +25,21 @@ from aire.evaluation import (
 )
 from aire.gate import NOT_APPLICABLE, Evidence, decide, evidence_from_files
 
-CHECKS = ["data_validation", "drift_share", "noise_rate", "accuracy", "accuracy_drop_vs_champion",
+REGRESSIONS = ["accuracy_drop_vs_champion", "macro_f1_drop_vs_champion", "roc_auc_drop_vs_champion",
+               "calibration_error_increase_vs_champion"]
+CHECKS = ["data_validation", "drift_share", "noise_rate", "accuracy", *REGRESSIONS, "label_leakage",
           "fairness_gap", "fairness_gap_increase_vs_champion", "signature_verified"]
 
-# Accuracy drop 0.01 against an allowance of 0.02 + 1.645 x 0.01 = 0.03645.
+# Each regression is 0.01 against an allowance of tolerance + 2.326 x 0.01: accuracy, F1 and
+# ROC AUC 0.04326, calibration error 0.05326.
 GOOD = Evidence(validation_passed=True, drift_share=0.1, first_run=False, noise_rate=0.25,
                 champion_noise_rate=0.28, candidate_accuracy=0.76, compared_candidate_accuracy=0.75,
-                compared_champion_accuracy=0.76, accuracy_drop_se=0.01, candidate_fairness_gap=0.10,
-                champion_fairness_gap=0.08, signature_verified=True)
+                compared_champion_accuracy=0.76, accuracy_drop_se=0.01,
+                compared_candidate_macro_f1=0.70, compared_champion_macro_f1=0.71, macro_f1_drop_se=0.01,
+                compared_candidate_roc_auc=0.78, compared_champion_roc_auc=0.79, roc_auc_drop_se=0.01,
+                compared_candidate_ece=0.08, compared_champion_ece=0.07, ece_increase_se=0.01,
+                leaking_features=(), candidate_fairness_gap=0.10, champion_fairness_gap=0.08,
+                signature_verified=True)
 
 
 def _failed(gates: Gates, evidence: Evidence) -> list[str]:
@@ -61,8 +69,14 @@ def test_all_evidence_good_promotes() -> None:
     ({}, {"noise_rate": 0.2, "champion_noise_rate": 0.1}, "noise_rate"),  # a clean champion is the bar
     ({"max_noise_rate": 0.3}, {"noise_rate": 0.31}, "noise_rate"),  # the cap: no ratcheting up
     ({"min_accuracy": 0.8}, {}, "accuracy"),
-    ({}, {"compared_candidate_accuracy": 0.72}, "accuracy_drop_vs_champion"),  # 0.04 > 0.03645
-    ({"accuracy_drop_z": 0}, {"compared_candidate_accuracy": 0.735}, "accuracy_drop_vs_champion"),
+    ({}, {"compared_candidate_accuracy": 0.71}, "accuracy_drop_vs_champion"),  # 0.05 > 0.04326
+    ({"accuracy_drop_z": 0}, {"compared_candidate_accuracy": 0.735}, "accuracy_drop_vs_champion"),  # old name
+    ({}, {"compared_candidate_macro_f1": 0.66}, "macro_f1_drop_vs_champion"),  # 0.05 > 0.04326
+    ({"max_f1_drop": 0.0, "regression_z": 0}, {}, "macro_f1_drop_vs_champion"),
+    ({}, {"compared_candidate_roc_auc": 0.74}, "roc_auc_drop_vs_champion"),  # 0.05 > 0.04326
+    ({"max_roc_auc_drop": 0.0}, {"roc_auc_drop_se": 0.001}, "roc_auc_drop_vs_champion"),
+    ({}, {"compared_candidate_ece": 0.13}, "calibration_error_increase_vs_champion"),  # 0.06 > 0.05326
+    ({}, {"leaking_features": ("copied_label",)}, "label_leakage"),
     ({}, {"candidate_fairness_gap": 0.30, "champion_fairness_gap": 0.28}, "fairness_gap"),
     ({}, {"candidate_fairness_gap": 0.20}, "fairness_gap_increase_vs_champion"),  # +0.12 over 0.08
     ({}, {"signature_verified": False}, "signature_verified"),
@@ -74,7 +88,9 @@ def test_each_single_failure_is_named(gates: dict[str, float], change: dict[str,
 @pytest.mark.parametrize("change", [
     {"drift_share": 0.3}, {"noise_rate": 0.33}, {"noise_rate": 0.15, "champion_noise_rate": 0.1},
     {"candidate_accuracy": 0.6},
-    {"compared_candidate_accuracy": 0.70, "compared_champion_accuracy": 0.73645},  # exactly the allowance
+    {"compared_candidate_accuracy": 0.70, "compared_champion_accuracy": 0.74326},  # exactly the allowance
+    {"compared_candidate_macro_f1": 0.66674}, {"compared_candidate_roc_auc": 0.74674},
+    {"compared_candidate_ece": 0.12326},
     {"candidate_fairness_gap": 0.25, "champion_fairness_gap": 0.15},
 ])
 def test_values_on_the_threshold_pass(change: dict[str, Any]) -> None:
@@ -86,8 +102,8 @@ def test_the_accuracy_allowance_grows_with_the_comparisons_noise() -> None:
     drop = {"compared_candidate_accuracy": 0.70, "compared_champion_accuracy": 0.76}
     small = _check(Gates(), replace(GOOD, **drop, accuracy_drop_se=0.05), "accuracy_drop_vs_champion")
     large = _check(Gates(), replace(GOOD, **drop, accuracy_drop_se=0.005), "accuracy_drop_vs_champion")
-    assert small.passed and small.threshold == pytest.approx(0.02 + 1.645 * 0.05)
-    assert not large.passed and large.threshold == pytest.approx(0.02 + 1.645 * 0.005)
+    assert small.passed and small.threshold == pytest.approx(0.02 + 2.326 * 0.05)
+    assert not large.passed and large.threshold == pytest.approx(0.02 + 2.326 * 0.005)
     assert "paired SE 0.0050" in large.reason
 
 
@@ -118,6 +134,13 @@ def test_a_champion_without_a_noise_baseline_fails_closed() -> None:
     ("compared_candidate_accuracy", ["accuracy_drop_vs_champion"]),
     ("compared_champion_accuracy", ["accuracy_drop_vs_champion"]),
     ("accuracy_drop_se", ["accuracy_drop_vs_champion"]),
+    ("compared_candidate_macro_f1", ["macro_f1_drop_vs_champion"]),
+    ("macro_f1_drop_se", ["macro_f1_drop_vs_champion"]),
+    ("compared_champion_roc_auc", ["roc_auc_drop_vs_champion"]),
+    ("roc_auc_drop_se", ["roc_auc_drop_vs_champion"]),
+    ("compared_candidate_ece", ["calibration_error_increase_vs_champion"]),
+    ("ece_increase_se", ["calibration_error_increase_vs_champion"]),
+    ("leaking_features", ["label_leakage"]),
     ("candidate_fairness_gap", ["fairness_gap", "fairness_gap_increase_vs_champion"]),
     ("champion_fairness_gap", ["fairness_gap_increase_vs_champion"]),
     ("signature_verified", ["signature_verified"]),
@@ -139,14 +162,17 @@ def test_nan_counts_as_missing() -> None:
 def test_first_run_waives_only_what_needs_a_champion() -> None:
     first = replace(GOOD, first_run=True, drift_share=None, champion_noise_rate=None,
                     compared_candidate_accuracy=None, compared_champion_accuracy=None, accuracy_drop_se=None,
+                    compared_candidate_macro_f1=None, compared_champion_macro_f1=None, macro_f1_drop_se=None,
+                    compared_candidate_roc_auc=None, compared_champion_roc_auc=None, roc_auc_drop_se=None,
+                    compared_candidate_ece=None, compared_champion_ece=None, ece_increase_se=None,
                     champion_fairness_gap=None)
     decision = decide(Gates(), first)
     assert decision.promote
     waived = {c.name for c in decision.checks if c.reason == NOT_APPLICABLE}
-    assert waived == {"drift_share", "accuracy_drop_vs_champion", "fairness_gap_increase_vs_champion"}
+    assert waived == {"drift_share", *REGRESSIONS, "fairness_gap_increase_vs_champion"}
     # The same evidence without the first-run flag is missing evidence, not a pass.
     assert _failed(Gates(), replace(first, first_run=False)) == [
-        "drift_share", "noise_rate", "accuracy_drop_vs_champion", "fairness_gap_increase_vs_champion"]
+        "drift_share", "noise_rate", *REGRESSIONS, "fairness_gap_increase_vs_champion"]
     # A first run waives nothing the candidate alone must show.
     assert _failed(Gates(), replace(first, candidate_accuracy=None)) == ["accuracy"]
 
@@ -168,10 +194,15 @@ def reports(tmp_path: Path) -> dict[str, Path]:
         "evaluation": _write(tmp_path / "evaluation.json", {
             "drift": {"drift_share": 0.1},
             "quality": {"candidate": {"accuracy": 0.76}, "champion": {"accuracy": 0.8},
-                        "comparison": {"candidate": {"accuracy": 0.75}, "champion": {"accuracy": 0.76},
-                                       "accuracy_drop_se": 0.01}},
+                        "comparison": {"candidate": {"accuracy": 0.75, "macro_f1": 0.70, "roc_auc": 0.78,
+                                                     "ece": 0.08},
+                                       "champion": {"accuracy": 0.76, "macro_f1": 0.71, "roc_auc": 0.79,
+                                                    "ece": 0.07},
+                                       "accuracy_drop_se": 0.01, "macro_f1_drop_se": 0.01,
+                                       "roc_auc_drop_se": 0.01, "ece_increase_se": 0.01}},
             "fairness": {"candidate": {"max_gap": 0.1}, "champion": {"max_gap": 0.08}}}),
-        "analysis": _write(tmp_path / "summary.json", {"estimated_noise_rate": 0.25, "skipped": False}),
+        "analysis": _write(tmp_path / "summary.json", {"estimated_noise_rate": 0.25, "skipped": False,
+                                                        "leakage": {"flagged": []}}),
         "signing": _write(tmp_path / "signing.json", {"digest": "ab" * 32, "verified": True}),
         "validation": _write(tmp_path / "validation.json", {"success": True, "checks": []}),
     }
@@ -183,8 +214,9 @@ def _from(reports: dict[str, Path | None], first_run: bool = False) -> Evidence:
     return replace(evidence, champion_noise_rate=0.28)  # as the pipeline does, from the champion's run
 
 
-EVALUATION_CHECKS = ["drift_share", "accuracy", "accuracy_drop_vs_champion", "fairness_gap",
+EVALUATION_CHECKS = ["drift_share", "accuracy", *REGRESSIONS, "fairness_gap",
                      "fairness_gap_increase_vs_champion"]
+ANALYSIS_CHECKS = ["noise_rate", "label_leakage"]
 
 
 def test_evidence_from_good_files_promotes(reports: dict[str, Path]) -> None:
@@ -200,11 +232,13 @@ def test_evidence_from_good_files_promotes(reports: dict[str, Path]) -> None:
     ("evaluation", b"\xff\xfe\x00garbage", EVALUATION_CHECKS),
     ("evaluation", {"drift": {"drift_share": 0.1}, "quality": {"candidate": {"accuracy": 0.76}, "comparison": None},
                     "fairness": {"candidate": {"max_gap": 0.1}, "champion": {"max_gap": 0.08}}},
-     ["accuracy_drop_vs_champion"]),  # a report from before the comparison existed
-    ("analysis", None, ["noise_rate"]),
-    ("analysis", {"estimated_noise_rate": "0.05"}, ["noise_rate"]),
-    ("analysis", {"estimated_noise_rate": 0.05, "skipped": True, "reason": "one class"}, ["noise_rate"]),
-    ("analysis", '{"estimated_noise_rate": NaN}', ["noise_rate"]),
+     REGRESSIONS),  # a report from before the comparison existed
+    ("analysis", None, ANALYSIS_CHECKS),
+    ("analysis", {"estimated_noise_rate": "0.05", "leakage": {"flagged": []}}, ["noise_rate"]),
+    ("analysis", {"estimated_noise_rate": 0.05, "skipped": True, "reason": "one class"}, ANALYSIS_CHECKS),
+    ("analysis", '{"estimated_noise_rate": NaN, "leakage": {"flagged": []}}', ["noise_rate"]),
+    ("analysis", {"estimated_noise_rate": 0.25, "leakage": {"flagged": "sex"}}, ["label_leakage"]),
+    ("analysis", {"estimated_noise_rate": 0.25}, ["label_leakage"]),  # a summary without the check
     ("signing", None, ["signature_verified"]),
     ("signing", {"verified": "yes"}, ["signature_verified"]),
     ("validation", None, ["data_validation"]),
@@ -236,8 +270,8 @@ def test_out_of_range_or_mistyped_numbers_are_missing(reports: dict[str, Path], 
 def test_no_paths_and_a_directory_never_raise(tmp_path: Path) -> None:
     evidence = evidence_from_files(None, tmp_path, None, first_run=True)
     assert evidence.noise_rate is None and "unreadable" in evidence.missing["noise_rate"]
-    assert decide(Gates(), evidence).failed == ["data_validation", "noise_rate", "accuracy", "fairness_gap",
-                                                "signature_verified"]
+    assert decide(Gates(), evidence).failed == ["data_validation", "noise_rate", "accuracy", "label_leakage",
+                                                "fairness_gap", "signature_verified"]
 
 
 def test_caller_supplied_evidence_replaces_missing_notes(reports: dict[str, Path]) -> None:
