@@ -143,6 +143,29 @@ def test_a_tampered_champion_is_never_loaded(home: Home) -> None:
     assert pipeline_status(CONFIG, home)["champion"]["verified"] is True
 
 
+def test_a_failed_evaluation_still_ends_in_a_recorded_reject(home: Home) -> None:
+    """As in the DAG: evaluate fails (the champion's reference data no longer matches its
+    recorded digest), the gate reads the missing report as missing evidence and rejects."""
+    champion = Registry(home.mlflow_tracking_uri).champion("credit-risk")
+    reference = next((home.mlflow_dir / "artifacts").rglob(f"{champion.run_id}/artifacts/reference/batch.parquet"))
+    original = reference.read_bytes()
+    try:
+        pd.read_parquet(reference).iloc[1:].to_parquet(reference)  # a row lost in the artifact store
+        outcome = run_all(RunSpec(str(CONFIG), str(home.data_dir / "batch_clean.csv"), "evaluate-fails"))
+    finally:
+        reference.write_bytes(original)
+    assert outcome["outcome"] == "rejected" and outcome["failed"] == ["evaluate"]
+    failed = outcome["gate"]["failed"]
+    assert {"drift_share", "accuracy", "accuracy_drop_vs_champion"} <= set(failed)
+    checks = {c["name"]: c for c in outcome["gate"]["checks"]}
+    assert "evaluation.json: file not found" in checks["drift_share"]["reason"]
+    incidents = [i for i in IncidentStore(home.incidents_db_url).list() if i.source.run_id == "evaluate-fails"]
+    by_task = {i.source.task_id: i for i in incidents}  # the failure, and the rejection it caused
+    assert sorted(by_task) == ["evaluate", "reject"]
+    assert "does not match its recorded data digest" in by_task["evaluate"].evidence["exception"]["message"]
+    assert Registry(home.mlflow_tracking_uri).champion("credit-risk").version == champion.version
+
+
 def test_input_errors_are_the_ones_the_dag_never_retries() -> None:
     assert issubclass(DataValidationError, InputError) and issubclass(VerificationError, InputError)
     assert issubclass(ConfigError, InputError)
@@ -171,7 +194,8 @@ def test_an_older_model_replayed_under_a_newer_version_is_refused(home: Home, tm
 
     data = yaml.safe_load(CONFIG.read_text())
     data["gates"] = {"max_drift_share": 1, "max_noise_rate": 1, "min_accuracy": 0, "max_accuracy_drop": 1,
-                     "max_fairness_gap": 1, "max_fairness_gap_increase": 1}
+                     "max_fairness_gap": 1, "max_fairness_gap_increase": 1,
+                     "max_f1_drop": 1, "max_roc_auc_drop": 1, "max_calibration_error_increase": 1}
     lenient = tmp_path / "lenient.yaml"
     lenient.write_text(yaml.safe_dump(data))
     second, _ = make_batch(german_credit(), n_rows=600, seed=11)
