@@ -496,7 +496,8 @@ def run_all(spec: RunSpec) -> dict[str, Any]:
     A stage's failure is recorded as an incident exactly as the DAG's callback would. As in
     the DAG, a failed evaluation does not stop the run: the gate reads the missing report as
     missing evidence and the reject stage records why (``failed`` lists the stage). Any
-    other failure leaves no candidate to decide on and is raised.
+    other failure leaves no candidate to decide on and is raised. With ``approval.required``
+    a passing run stops at ``awaiting_approval``: a person answers only through the DAG.
     """
     from aire.incident_hooks import record_task_failure
 
@@ -523,9 +524,14 @@ def run_all(spec: RunSpec) -> dict[str, Any]:
     step("sign_model", sign_model)
     step("evaluate", evaluate, champion, fatal=False)
     decision = step("gate", gate, champion)
-    if decision["promote"]:
+    after = after_gate(spec, decision)
+    if after == "promote":
         step("promote", promote)
         results["outcome"] = "promoted"
+    elif after == "await_approval":
+        # Nobody can be asked from here: with approval.required, promotion goes through the
+        # DAG's await_approval task. The candidate stays unregistered; the champion is untouched.
+        results["outcome"] = "awaiting_approval"
     else:
         step("reject", reject)
         results["outcome"] = "rejected"

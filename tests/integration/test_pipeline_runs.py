@@ -166,6 +166,17 @@ def test_a_failed_evaluation_still_ends_in_a_recorded_reject(home: Home) -> None
     assert Registry(home.mlflow_tracking_uri).champion("credit-risk").version == champion.version
 
 
+def test_aire_run_never_promotes_past_a_required_approval(home: Home, tmp_path: Path) -> None:
+    data = yaml.safe_load(CONFIG.read_text())
+    config = tmp_path / "approval.yaml"
+    config.write_text(yaml.safe_dump({**data, "approval": {"required": True}}))
+    champion = Registry(home.mlflow_tracking_uri).champion("credit-risk")
+    outcome = run_all(RunSpec(str(config), str(home.data_dir / "batch_clean.csv"), "needs-approval"))
+    assert outcome["gate"]["promote"] is True and outcome["outcome"] == "awaiting_approval"
+    assert "promote" not in outcome and "reject" not in outcome
+    assert Registry(home.mlflow_tracking_uri).champion("credit-risk").version == champion.version
+
+
 def test_input_errors_are_the_ones_the_dag_never_retries() -> None:
     assert issubclass(DataValidationError, InputError) and issubclass(VerificationError, InputError)
     assert issubclass(ConfigError, InputError)
