@@ -163,7 +163,8 @@ def require_approved(record: ApprovalRecord | None, approval: Approval, where: s
     if not approval.required:
         return
     if record is None:
-        raise NotApprovedError(f"{where}: approval.required is set and no approval answers this gate decision")
+        raise NotApprovedError(f"{where}: approval.required is set and no approval answers "
+                               "this gate decision")
     if not record.approved:
         raise NotApprovedError(f"{where}: approval.required is set and the candidate was not approved "
                                f"({record.summary()})")

@@ -169,7 +169,8 @@ def test_request_then_answer_is_written_beside_the_decision(spec: Any) -> None:
     assert asked["decision_sha256"] == approvals.digest_of(decision)
 
     record = stages.record_approval(spec, {"chosen_options": [APPROVE], "responded_by_user": ALICE,
-                                           "responded_at": datetime(2026, 11, 30, tzinfo=UTC), "timedout": False})
+                                           "responded_at": datetime(2026, 11, 30, tzinfo=UTC),
+                                           "timedout": False})
     assert record["outcome"] == "approved" and record["responded_by"] == ALICE
     assert ctx.read_json("approval.json") == record
     tags = ctx.registry.client.get_run(ctx.mlflow_run_id).data.tags
