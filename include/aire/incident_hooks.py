@@ -83,7 +83,8 @@ def record_gate_rejection(ctx: RunContext, decision: dict[str, Any],
     if decision.get("promote") is True:
         why = approval.get("summary") if approval else "no approval answer was recorded"
         title = f"{ctx.name}: candidate passed the gate but was not approved ({why})"
-        evidence["approval"] = approval
+        if approval:
+            evidence["approval"] = approval
     return open_incident(
         ctx.home, dedup_key("gate", ctx.name, ctx.spec.run_key), pipeline=ctx.name,
         title=title, severity=Severity.MEDIUM,

@@ -221,3 +221,20 @@ def test_reject_after_a_timeout_opens_an_incident_that_says_nobody_answered(spec
     assert incident.title == ("credit-risk: candidate passed the gate but was not approved "
                               "(nobody approved it within 1 h)")
     assert incident.source.kind == "gate_rejection"
+
+
+def test_reject_of_a_passed_candidate_without_an_answer_says_so(spec: Any) -> None:
+    import pandas as pd
+
+    from aire import stages
+    from aire.home import Home
+    from aire.incidents import IncidentStore
+    from aire.run_context import RunContext
+
+    write_decision(spec)
+    pd.DataFrame({"age": [30, 40], "risk": [0, 1]}).to_parquet(RunContext(spec).path("batch.parquet"))
+    stages.reject(spec)  # e.g. marked to run by hand: no approval.json at all
+    with IncidentStore(Home.from_env().incidents_db_url) as store:
+        [incident] = store.list()
+    assert incident.title.endswith("was not approved (no approval answer was recorded)")
+    assert "approval" not in incident.evidence
