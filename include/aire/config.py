@@ -112,7 +112,7 @@ class Analysis(_Strict):
     cross_fit_epochs: int = Field(20, ge=1, le=1000)
     # With a champion: epochs of a short K-fold cross-fit on the batch whose probabilities
     # are averaged with the champion's (0: the champion alone). See aire.error_analysis.
-    champion_blend_epochs: int = Field(4, ge=0, le=1000)
+    champion_blend_epochs: int = Field(8, ge=0, le=1000)
     top_k: int = Field(50, ge=1)  # suspects listed in report.html
     review_k: int = Field(10, ge=1, le=1000)  # most-confident predictions reviewed per class
     # A single feature whose held-out balanced accuracy reaches this gives the label away.
