@@ -53,7 +53,7 @@ OUTPUT_COLUMNS = ["row_id", "label", "predicted", "loss", "confidence", "suspect
 _EPS = 1e-12
 # Rows each blend fold model trains on, at most: bounds the blend's cost on large batches
 # (the fold models still score every held-out row).
-BLEND_MAX_TRAIN_ROWS = 20_000
+BLEND_MAX_TRAIN_ROWS = 5_000
 
 
 class AnalysisSkipped(AireError):
