@@ -3,7 +3,9 @@
     aire analyze-errors --config C --data URI --out DIR [--model champion|none]
 
 ``--model champion`` (the default) scores the batch with the registered champion, loaded
-only after its signature and recorded digest verify; with no champion registered it says
+only after its signature and recorded digest verify, averaged with a short cross-fit on
+the batch (``analysis.champion_blend_epochs``; 0 turns it off; see ``aire.error_analysis``);
+with no champion registered it says
 so on stderr and cross-fits instead. ``--model none`` always cross-fits. ``--out`` is a
 folder, ``file://`` URI or ``s3://bucket/prefix``; the files are those of ``aire.error_report``.
 
