@@ -15,6 +15,8 @@ Where each field comes from:
   fairness.candidate.max_gap, fairness.champion.max_gap;
 - the error analysis summary.json: estimated_noise_rate (None when the analysis was skipped)
   and leakage.flagged, the features that alone predict the label (``label_leakage``);
+  per_group, each sensitive group's share of suspected label errors
+  (``group_suspect_rate_gap``: noise that concentrates in one group is a fairness problem);
 - ``champion_noise_rate``: set by the caller from the champion's training run (the MLflow
   metric analysis.estimated_noise_rate): the noise check's baseline. Only a first run goes
   without it (the absolute cap ``max_noise_rate`` is then the limit);
@@ -58,6 +60,8 @@ class Evidence:
     compared_champion_ece: float | None = None
     ece_increase_se: float | None = None
     leaking_features: tuple[str, ...] | None = None
+    # (column, group, rows, suspect rate) per sensitive group, from the error analysis.
+    group_suspect_rates: tuple[tuple[str, str, int, float], ...] | None = None
     candidate_fairness_gap: float | None = None
     champion_fairness_gap: float | None = None
     signature_verified: bool | None = None
@@ -145,6 +149,14 @@ def evidence_from_files(evaluation_json: Path | None, analysis_summary_json: Pat
     if isinstance(analysis, dict) and analysis.get("skipped") is True:
         values["noise_rate"] = None  # a skipped analysis has no estimate, whatever the file says
         missing["noise_rate"] = f"error analysis skipped: {analysis.get('reason')}"
+    groups = _group_rates(_dig(analysis, ("per_group",)))
+    if groups is not None and not (isinstance(analysis, dict) and analysis.get("skipped") is True):
+        values["group_suspect_rates"] = groups
+    else:
+        missing["group_suspect_rates"] = (
+            analysis if isinstance(analysis, str)
+            else f"error analysis skipped: {analysis.get('reason')}" if analysis.get("skipped") is True
+            else "per_group is absent or malformed")
     flagged = _dig(analysis, ("leakage", "flagged"))
     if isinstance(flagged, list) and all(isinstance(f, str) for f in flagged):
         values["leaking_features"] = tuple(flagged)
@@ -185,6 +197,21 @@ def _dig(record: Any, path: tuple[str, ...]) -> Any:
     return record
 
 
+def _group_rates(raw: Any) -> tuple[tuple[str, str, int, float], ...] | None:
+    if not isinstance(raw, list):
+        return None
+    rows = []
+    for entry in raw:
+        rate = _as_rate(_dig(entry, ("suspect_rate",)))
+        n = _dig(entry, ("n_rows",))
+        column, group = _dig(entry, ("column",)), _dig(entry, ("value",))
+        if rate is None or not isinstance(n, int) or isinstance(n, bool) or n < 0 \
+                or not isinstance(column, str) or not isinstance(group, str):
+            return None
+        rows.append((column, group, n, rate))
+    return tuple(rows)
+
+
 def _as_rate(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -206,6 +233,7 @@ def decide(gates: Gates, evidence: Evidence) -> GateDecision:
         _regression("calibration_error_increase_vs_champion", gates.max_calibration_error_increase, gates, e,
                     "ece", "ece_increase_se", higher_is_better=False),
         _leakage(gates, e),
+        _group_suspect_gap(gates, e),
         _at_most("fairness_gap", e.candidate_fairness_gap, gates.max_fairness_gap, "candidate_fairness_gap", e),
         _fairness_increase(gates, e),
         _is_true("signature_verified", e.signature_verified, "signature_verified", e),
@@ -297,6 +325,38 @@ def _regression(name: str, tolerance: float, gates: Gates, e: Evidence, metric: 
     if se is None:
         return _missing(name, limit, (se_field,), e)
     return replace(check, reason=f"{check.reason} (max {tolerance} + {gates.regression_z} x paired SE {se:.4f})")
+
+
+def _group_suspect_gap(gates: Gates, e: Evidence) -> Check:
+    """Suspected label errors spread evenly over each sensitive attribute's groups.
+
+    Per attribute, the highest minus the lowest group suspect rate (groups with at least
+    ``min_group_count`` rows) may exceed the tolerance by regression_z standard errors of a
+    difference of two proportions. The worst attribute (largest excess) is reported.
+    """
+    name, tolerance = "group_suspect_rate_gap", gates.max_group_suspect_rate_gap
+    if e.group_suspect_rates is None:
+        return _missing(name, tolerance, ("group_suspect_rates",), e)
+    worst: tuple[float, float, float, str] | None = None  # (excess, gap, limit, description)
+    for column in sorted({c for c, _, _, _ in e.group_suspect_rates}):
+        groups = [(g, n, r) for c, g, n, r in e.group_suspect_rates if c == column and n >= gates.min_group_count]
+        if len(groups) < 2:
+            continue
+        high, low = max(groups, key=lambda x: x[2]), min(groups, key=lambda x: x[2])
+        se = math.sqrt(high[2] * (1 - high[2]) / high[1] + low[2] * (1 - low[2]) / low[1])
+        gap, limit = high[2] - low[2], tolerance + gates.regression_z * se
+        described = (f"{column}: {high[0]} {high[2]:.3f} ({high[1]} rows) vs {low[0]} {low[2]:.3f} "
+                     f"({low[1]} rows); max {tolerance} + {gates.regression_z} x SE {se:.4f}")
+        if worst is None or gap - limit > worst[0]:
+            worst = (gap - limit, gap, limit, described)
+    if worst is None:
+        return Check(name, None, tolerance, True,
+                     f"not applicable: no sensitive attribute with two groups of {gates.min_group_count}+ rows "
+                     "(the fairness checks judge small groups)")
+    _, gap, limit, described = worst
+    passed = gap <= limit + 1e-12
+    return Check(name, gap, round(limit, 6), passed,
+                 f"{gap:.4f} {'<=' if passed else '>'} {limit:.4f}: {described}")
 
 
 def _leakage(gates: Gates, e: Evidence) -> Check:

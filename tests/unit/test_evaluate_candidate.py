@@ -45,7 +45,7 @@ def models(config: PipelineConfig, data: dict[str, pd.DataFrame]) -> dict[str, T
 def _gate(out: Path, first_run: bool = False) -> Any:
     evidence = evidence_from_files(out / "evaluation.json", None, None, first_run)
     evidence = replace(evidence, validation_passed=True, noise_rate=0.2, champion_noise_rate=0.2,
-                       leaking_features=(), signature_verified=True)
+                       leaking_features=(), group_suspect_rates=(), signature_verified=True)
     return decide(Gates(), evidence)
 
 

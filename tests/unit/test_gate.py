@@ -28,7 +28,7 @@ from aire.gate import NOT_APPLICABLE, Evidence, decide, evidence_from_files
 REGRESSIONS = ["accuracy_drop_vs_champion", "macro_f1_drop_vs_champion", "roc_auc_drop_vs_champion",
                "calibration_error_increase_vs_champion"]
 CHECKS = ["data_validation", "drift_share", "noise_rate", "accuracy", *REGRESSIONS, "label_leakage",
-          "fairness_gap", "fairness_gap_increase_vs_champion", "signature_verified"]
+          "group_suspect_rate_gap", "fairness_gap", "fairness_gap_increase_vs_champion", "signature_verified"]
 
 # Each regression is 0.01 against an allowance of tolerance + 2.326 x 0.01: accuracy, F1 and
 # ROC AUC 0.04326, calibration error 0.05326.
@@ -38,7 +38,8 @@ GOOD = Evidence(validation_passed=True, drift_share=0.1, first_run=False, noise_
                 compared_candidate_macro_f1=0.70, compared_champion_macro_f1=0.71, macro_f1_drop_se=0.01,
                 compared_candidate_roc_auc=0.78, compared_champion_roc_auc=0.79, roc_auc_drop_se=0.01,
                 compared_candidate_ece=0.08, compared_champion_ece=0.07, ece_increase_se=0.01,
-                leaking_features=(), candidate_fairness_gap=0.10, champion_fairness_gap=0.08,
+                leaking_features=(), group_suspect_rates=(("sex", "female", 200, 0.15), ("sex", "male", 500, 0.13)),
+                candidate_fairness_gap=0.10, champion_fairness_gap=0.08,
                 signature_verified=True)
 
 
@@ -77,6 +78,9 @@ def test_all_evidence_good_promotes() -> None:
     ({"max_roc_auc_drop": 0.0}, {"roc_auc_drop_se": 0.001}, "roc_auc_drop_vs_champion"),
     ({}, {"compared_candidate_ece": 0.13}, "calibration_error_increase_vs_champion"),  # 0.06 > 0.05326
     ({}, {"leaking_features": ("copied_label",)}, "label_leakage"),
+    # 0.34 - 0.14 = 0.20 against 0.02 + 2.326 x SE 0.047
+    ({}, {"group_suspect_rates": (("sex", "female", 126, 0.34), ("sex", "male", 274, 0.14))},
+     "group_suspect_rate_gap"),
     ({}, {"candidate_fairness_gap": 0.30, "champion_fairness_gap": 0.28}, "fairness_gap"),
     ({}, {"candidate_fairness_gap": 0.20}, "fairness_gap_increase_vs_champion"),  # +0.12 over 0.08
     ({}, {"signature_verified": False}, "signature_verified"),
@@ -141,6 +145,7 @@ def test_a_champion_without_a_noise_baseline_fails_closed() -> None:
     ("compared_candidate_ece", ["calibration_error_increase_vs_champion"]),
     ("ece_increase_se", ["calibration_error_increase_vs_champion"]),
     ("leaking_features", ["label_leakage"]),
+    ("group_suspect_rates", ["group_suspect_rate_gap"]),
     ("candidate_fairness_gap", ["fairness_gap", "fairness_gap_increase_vs_champion"]),
     ("champion_fairness_gap", ["fairness_gap_increase_vs_champion"]),
     ("signature_verified", ["signature_verified"]),
@@ -202,7 +207,9 @@ def reports(tmp_path: Path) -> dict[str, Path]:
                                        "roc_auc_drop_se": 0.01, "ece_increase_se": 0.01}},
             "fairness": {"candidate": {"max_gap": 0.1}, "champion": {"max_gap": 0.08}}}),
         "analysis": _write(tmp_path / "summary.json", {"estimated_noise_rate": 0.25, "skipped": False,
-                                                        "leakage": {"flagged": []}}),
+                                                        "leakage": {"flagged": []}, "per_group": [
+            {"column": "sex", "value": "female", "n_rows": 200, "n_suspected": 30, "suspect_rate": 0.15},
+            {"column": "sex", "value": "male", "n_rows": 500, "n_suspected": 65, "suspect_rate": 0.13}]}),
         "signing": _write(tmp_path / "signing.json", {"digest": "ab" * 32, "verified": True}),
         "validation": _write(tmp_path / "validation.json", {"success": True, "checks": []}),
     }
@@ -216,7 +223,7 @@ def _from(reports: dict[str, Path | None], first_run: bool = False) -> Evidence:
 
 EVALUATION_CHECKS = ["drift_share", "accuracy", *REGRESSIONS, "fairness_gap",
                      "fairness_gap_increase_vs_champion"]
-ANALYSIS_CHECKS = ["noise_rate", "label_leakage"]
+ANALYSIS_CHECKS = ["noise_rate", "label_leakage", "group_suspect_rate_gap"]
 
 
 def test_evidence_from_good_files_promotes(reports: dict[str, Path]) -> None:
@@ -234,11 +241,14 @@ def test_evidence_from_good_files_promotes(reports: dict[str, Path]) -> None:
                     "fairness": {"candidate": {"max_gap": 0.1}, "champion": {"max_gap": 0.08}}},
      REGRESSIONS),  # a report from before the comparison existed
     ("analysis", None, ANALYSIS_CHECKS),
-    ("analysis", {"estimated_noise_rate": "0.05", "leakage": {"flagged": []}}, ["noise_rate"]),
+    ("analysis", {"estimated_noise_rate": "0.05", "leakage": {"flagged": []}, "per_group": []}, ["noise_rate"]),
     ("analysis", {"estimated_noise_rate": 0.05, "skipped": True, "reason": "one class"}, ANALYSIS_CHECKS),
-    ("analysis", '{"estimated_noise_rate": NaN, "leakage": {"flagged": []}}', ["noise_rate"]),
-    ("analysis", {"estimated_noise_rate": 0.25, "leakage": {"flagged": "sex"}}, ["label_leakage"]),
-    ("analysis", {"estimated_noise_rate": 0.25}, ["label_leakage"]),  # a summary without the check
+    ("analysis", '{"estimated_noise_rate": NaN, "leakage": {"flagged": []}, "per_group": []}', ["noise_rate"]),
+    ("analysis", {"estimated_noise_rate": 0.25, "leakage": {"flagged": "sex"}, "per_group": []}, ["label_leakage"]),
+    ("analysis", {"estimated_noise_rate": 0.25}, ["label_leakage", "group_suspect_rate_gap"]),  # an old summary
+    ("analysis", {"estimated_noise_rate": 0.25, "leakage": {"flagged": []},
+                  "per_group": [{"column": "sex", "value": "f", "n_rows": 9, "suspect_rate": 1.5}]},
+     ["group_suspect_rate_gap"]),
     ("signing", None, ["signature_verified"]),
     ("signing", {"verified": "yes"}, ["signature_verified"]),
     ("validation", None, ["data_validation"]),
@@ -271,7 +281,7 @@ def test_no_paths_and_a_directory_never_raise(tmp_path: Path) -> None:
     evidence = evidence_from_files(None, tmp_path, None, first_run=True)
     assert evidence.noise_rate is None and "unreadable" in evidence.missing["noise_rate"]
     assert decide(Gates(), evidence).failed == ["data_validation", "noise_rate", "accuracy", "label_leakage",
-                                                "fairness_gap", "signature_verified"]
+                                                "group_suspect_rate_gap", "fairness_gap", "signature_verified"]
 
 
 def test_caller_supplied_evidence_replaces_missing_notes(reports: dict[str, Path]) -> None:
@@ -305,3 +315,19 @@ def test_write_report_output_feeds_the_gate(tmp_path: Path) -> None:
             later.accuracy_drop_se) == (0.0, q.accuracy, fair.max_gap, 0.0)
     checks = {c.name: c for c in decide(Gates(), later).checks}
     assert checks["accuracy_drop_vs_champion"].passed and checks["accuracy_drop_vs_champion"].value == 0.0
+
+
+def test_group_suspect_gap_counts_only_measurable_groups_and_reports_the_worst_attribute() -> None:
+    rates = (("sex", "female", 200, 0.15), ("sex", "male", 500, 0.13),  # even
+             ("age_band", "young", 150, 0.40), ("age_band", "old", 300, 0.10),  # concentrated
+             ("region", "tiny", 5, 1.0), ("region", "big", 600, 0.1))  # one group below min_group_count
+    check = _check(Gates(), replace(GOOD, group_suspect_rates=rates), "group_suspect_rate_gap")
+    assert not check.passed and check.value == pytest.approx(0.30) and "age_band: young" in check.reason
+    small = (("sex", "female", 19, 0.9), ("sex", "male", 500, 0.1))
+    waived = _check(Gates(), replace(GOOD, group_suspect_rates=small), "group_suspect_rate_gap")
+    assert waived.passed and waived.reason.startswith("not applicable")
+    # The allowance grows with the noise of small groups: the same 0.08 gap passes on 60-row groups
+    # (SE ~0.07) and fails on 2,000-row ones (SE ~0.012).
+    gap = lambda n: (("sex", "f", n, 0.22), ("sex", "m", n, 0.14))  # noqa: E731
+    assert _check(Gates(), replace(GOOD, group_suspect_rates=gap(60)), "group_suspect_rate_gap").passed
+    assert not _check(Gates(), replace(GOOD, group_suspect_rates=gap(2000)), "group_suspect_rate_gap").passed
