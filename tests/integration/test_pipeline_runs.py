@@ -206,7 +206,8 @@ def test_an_older_model_replayed_under_a_newer_version_is_refused(home: Home, tm
     data = yaml.safe_load(CONFIG.read_text())
     data["gates"] = {"max_drift_share": 1, "max_noise_rate": 1, "min_accuracy": 0, "max_accuracy_drop": 1,
                      "max_fairness_gap": 1, "max_fairness_gap_increase": 1,
-                     "max_f1_drop": 1, "max_roc_auc_drop": 1, "max_calibration_error_increase": 1}
+                     "max_f1_drop": 1, "max_roc_auc_drop": 1, "max_calibration_error_increase": 1,
+                     "max_group_suspect_rate_gap": 1}
     lenient = tmp_path / "lenient.yaml"
     lenient.write_text(yaml.safe_dump(data))
     second, _ = make_batch(german_credit(), n_rows=600, seed=11)
