@@ -16,8 +16,10 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 @pytest.fixture()
 def aire_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh embedded home, with nothing from the environment pointing elsewhere."""
+    from tests.support.homes import ELSEWHERE
+
     home = tmp_path / "home"
     monkeypatch.setenv("AIRE_HOME", str(home))
-    for variable in ("MLFLOW_TRACKING_URI", "AIRE_INCIDENTS_DB"):
+    for variable in ELSEWHERE:
         monkeypatch.delenv(variable, raising=False)
     yield home

@@ -17,7 +17,6 @@ workers; the runner serves Airflow's own in-process execution API app (the one
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from aire.home import PROJECT_ROOT, Home
 from aire.incident_sweep import failed_task_instances, sweep_failures
 from aire.incidents import IncidentStore, dedup_key
 from aire.setup import airflow_env, migrate_airflow_db
+
+from tests.support.homes import isolated_home
 
 pytestmark = pytest.mark.e2e
 
@@ -107,16 +108,10 @@ RUN_IN_PROCESS = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
-    root = tmp_path_factory.mktemp("aire-home")
-    saved = {k: os.environ.get(k) for k in ("AIRE_HOME", "MLFLOW_TRACKING_URI", "AIRE_INCIDENTS_DB")}
-    os.environ["AIRE_HOME"] = str(root)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    os.environ.pop("AIRE_INCIDENTS_DB", None)
-    home = Home.from_env().ensure()
-    migrate_airflow_db(home)
-    yield home
-    for key, value in saved.items():
-        os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    with isolated_home(tmp_path_factory.mktemp("aire-home")):
+        home = Home.from_env().ensure()
+        migrate_airflow_db(home)
+        yield home
 
 
 def _airflow(home: Home, script: str, dags: Path, *args: str, executor: bool = False) -> str:

@@ -9,7 +9,6 @@ the first run's tasks registers no second model version.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -17,12 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from aire.home import PROJECT_ROOT, Home
 from aire.incidents import IncidentStore
 from aire.registry import Registry
 from aire.setup import airflow_bin, airflow_env, prepare_home
 from aire.status import pipeline_status
+
+from tests.support.homes import isolated_home
 
 pytestmark = pytest.mark.e2e
 
@@ -32,19 +32,10 @@ FIRST_DATE = "2026-03-01T00:00:00+00:00"  # run_after of the first run, fixed
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
-    root = tmp_path_factory.mktemp("aire-home")
-    saved = {k: os.environ.get(k) for k in ("AIRE_HOME", "MLFLOW_TRACKING_URI", "AIRE_INCIDENTS_DB")}
-    os.environ["AIRE_HOME"] = str(root)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    os.environ.pop("AIRE_INCIDENTS_DB", None)
-    home = Home.from_env()
-    prepare_home(home)
-    yield home
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with isolated_home(tmp_path_factory.mktemp("aire-home")):
+        home = Home.from_env()
+        prepare_home(home)
+        yield home
 
 
 # `airflow dags test` names each run after the current time. Passing run_after to

@@ -9,7 +9,6 @@ are covered without Airflow in tests/integration/test_promotion.py.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -23,6 +22,8 @@ from aire.run_context import RunSpec
 from aire.setup import airflow_bin, airflow_env, prepare_home
 from aire.stages import run_all
 
+from tests.support.homes import isolated_home
+
 pytestmark = pytest.mark.e2e
 
 CONFIG = PROJECT_ROOT / "include" / "config" / "credit_risk.yaml"
@@ -30,16 +31,10 @@ CONFIG = PROJECT_ROOT / "include" / "config" / "credit_risk.yaml"
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
-    root = tmp_path_factory.mktemp("aire-home")
-    saved = {k: os.environ.get(k) for k in ("AIRE_HOME", "MLFLOW_TRACKING_URI", "AIRE_INCIDENTS_DB", "AIRE_LOCK_URL")}
-    os.environ["AIRE_HOME"] = str(root)
-    for key in ("MLFLOW_TRACKING_URI", "AIRE_INCIDENTS_DB", "AIRE_LOCK_URL"):
-        os.environ.pop(key, None)
-    home = Home.from_env()
-    prepare_home(home)
-    yield home
-    for key, value in saved.items():
-        os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    with isolated_home(tmp_path_factory.mktemp("aire-home")):
+        home = Home.from_env()
+        prepare_home(home)
+        yield home
 
 
 def test_rollback_dag_restores_the_previous_champion(home: Home) -> None:

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from aire.errors import ConfigError, DataValidationError, InputError, VerificationError
 from aire.home import PROJECT_ROOT, Home
 from aire.incidents import IncidentStore
@@ -25,23 +24,19 @@ from aire.setup import prepare_home
 from aire.stages import run_all
 from aire.status import pipeline_status
 
+from tests.support.homes import isolated_home
+
 CONFIG = PROJECT_ROOT / "include" / "config" / "credit_risk.yaml"
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
-    root = tmp_path_factory.mktemp("home")
-    saved = {k: os.environ.get(k) for k in ("AIRE_HOME", "MLFLOW_TRACKING_URI", "AIRE_INCIDENTS_DB")}
-    os.environ["AIRE_HOME"] = str(root)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    os.environ.pop("AIRE_INCIDENTS_DB", None)
-    home = Home.from_env()
-    prepare_home(home, migrate_airflow=False)
-    outcome = run_all(RunSpec(str(CONFIG), str(home.data_dir / "batch_clean.csv"), "champion-run"))
-    assert outcome["outcome"] == "promoted"
-    yield home
-    for key, value in saved.items():
-        os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    with isolated_home(tmp_path_factory.mktemp("home")):
+        home = Home.from_env()
+        prepare_home(home, migrate_airflow=False)
+        outcome = run_all(RunSpec(str(CONFIG), str(home.data_dir / "batch_clean.csv"), "champion-run"))
+        assert outcome["outcome"] == "promoted"
+        yield home
 
 
 def artifacts_fingerprint(home: Home) -> str:

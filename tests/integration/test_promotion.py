@@ -30,6 +30,8 @@ from aire.run_context import RunSpec
 from aire.setup import prepare_home
 from aire.stages import run_all
 
+from tests.support.homes import isolated_home
+
 pytestmark = pytest.mark.integration
 
 CONFIG = PROJECT_ROOT / "include" / "config" / "credit_risk.yaml"
@@ -38,16 +40,10 @@ NAME = "credit-risk"
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
-    root = tmp_path_factory.mktemp("home")
-    saved = {k: os.environ.get(k) for k in ("AIRE_HOME", "MLFLOW_TRACKING_URI", "AIRE_INCIDENTS_DB", "AIRE_LOCK_URL")}
-    os.environ["AIRE_HOME"] = str(root)
-    for key in ("MLFLOW_TRACKING_URI", "AIRE_INCIDENTS_DB", "AIRE_LOCK_URL"):
-        os.environ.pop(key, None)
-    home = Home.from_env()
-    prepare_home(home, migrate_airflow=False)
-    yield home
-    for key, value in saved.items():
-        os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    with isolated_home(tmp_path_factory.mktemp("home")):
+        home = Home.from_env()
+        prepare_home(home, migrate_airflow=False)
+        yield home
 
 
 def batch(home: Home, seed: int, rows: int = 700, **defects: float) -> str:

@@ -15,6 +15,8 @@ from aire.cli import main
 from aire.datasets import german_credit, make_batch
 from aire.home import PROJECT_ROOT
 
+from tests.support.homes import isolated_home
+
 CONFIG = str(PROJECT_ROOT / "include" / "config" / "credit_risk.yaml")
 FILES = {"error_analysis.csv", "review_queue.csv", "most_confident.csv", "summary.json",
          "report.html"}
@@ -104,19 +106,12 @@ def champion_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     from aire.setup import prepare_home
     from aire.stages import run_all
 
-    root = tmp_path_factory.mktemp("champion-home")
-    names = ("AIRE_HOME", "MLFLOW_TRACKING_URI", "AIRE_INCIDENTS_DB")
-    saved = {name: os.environ.pop(name, None) for name in names}
-    os.environ["AIRE_HOME"] = str(root)
-    try:
+    with isolated_home(tmp_path_factory.mktemp("champion-home")) as root:
         home = Home.from_env()
         prepare_home(home, migrate_airflow=False)
         outcome = run_all(RunSpec(CONFIG, str(home.data_dir / "batch_clean.csv"), "champion"))
         assert outcome["outcome"] == "promoted"
         yield root
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
 
 
 def test_the_verified_champion_scores_the_batch(
