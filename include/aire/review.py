@@ -146,16 +146,16 @@ def _codes(column: pd.Series) -> np.ndarray:
 
 def _two_fold_balanced_accuracy(codes: np.ndarray, labels: np.ndarray, half: np.ndarray,
                                 n_classes: int) -> float:
+    """Each half scored by the value->label table learned on the other; mean recall per class."""
     n_codes = int(codes.max()) + 1 if len(codes) else 1
-    correct = np.zeros(n_classes)
-    for learn in (half, ~half):
-        score = ~learn
-        table = np.bincount(codes[learn] * n_classes + labels[learn],
-                            minlength=n_codes * n_classes).reshape(n_codes, n_classes)
-        fallback = int(np.bincount(labels[learn], minlength=n_classes).argmax())
-        guess = np.where(table.sum(axis=1) > 0, table.argmax(axis=1), fallback)
-        hit = guess[codes[score]] == labels[score]
-        correct += np.bincount(labels[score], weights=hit, minlength=n_classes)
+    side = half.astype(np.int64)
+    # table[h, value, label]: counts on half h, both halves in one pass
+    table = np.bincount((side * n_codes + codes) * n_classes + labels,
+                        minlength=2 * n_codes * n_classes).reshape(2, n_codes, n_classes)
+    fallback = table.sum(axis=1).argmax(axis=1)  # the majority label of each half
+    guess = np.where(table.sum(axis=2) > 0, table.argmax(axis=2), fallback[:, None])
+    hit = guess[1 - side, codes] == labels
+    correct = np.bincount(labels, weights=hit, minlength=n_classes)
     support = np.bincount(labels, minlength=n_classes)
     present = support > 0
     return float((correct[present] / support[present]).mean()) if present.any() else 0.0
