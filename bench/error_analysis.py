@@ -196,7 +196,7 @@ def quality(config: PipelineConfig, seeds: range, protocols: list[str]) -> None:
                 faster = sum(x["wall_s"] <= y["wall_s"] for x, y in zip(a, c, strict=True))
                 wall = {m: float(np.median([r["wall_s"] for r in rows[m]])) for m in rows}
                 holds = diff.mean() >= -1e-9 and wall["AIRE"] <= wall["cleanlab"]
-                paired = (f"{diff.mean():+.3f}±{se:.3f}, {faster}/{len(diff)}, "
+                paired = (f"{diff.mean():+.4f}±{se:.4f}, {faster}/{len(diff)}, "
                           f"{'holds' if holds else 'DOES NOT HOLD'}; jaccard "
                           f"{np.mean([x['jaccard'] for x in a]):.2f}")
                 for method, runs in rows.items():
