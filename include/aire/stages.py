@@ -95,6 +95,8 @@ def analyze_errors(spec: RunSpec, champion_version: int | None) -> dict[str, Any
     verified = ctx.verified_version(champion_version)
     # Without a champion, K fold models are trained for min(training.epochs,
     # analysis.cross_fit_epochs) epochs each: a shorter schedule keeps cross-fitting cheap.
+    # With one, its probabilities are averaged with a K-fold cross-fit of
+    # analysis.champion_blend_epochs epochs (0: the champion alone); see aire.error_analysis.
     result = run_error_analysis(
         frame, ctx.config, champion=load_model(verified.model_dir) if verified else None)
     write_outputs(result, ctx.path("analysis"), top_k=ctx.config.analysis.top_k)
