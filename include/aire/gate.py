@@ -153,18 +153,13 @@ def evidence_from_files(evaluation_json: Path | None, analysis_summary_json: Pat
     if groups is not None and not (isinstance(analysis, dict) and analysis.get("skipped") is True):
         values["group_suspect_rates"] = groups
     else:
-        missing["group_suspect_rates"] = (
-            analysis if isinstance(analysis, str)
-            else f"error analysis skipped: {analysis.get('reason')}" if analysis.get("skipped") is True
-            else "per_group is absent or malformed")
+        missing["group_suspect_rates"] = _why_absent(analysis, "per_group is absent or malformed")
     flagged = _dig(analysis, ("leakage", "flagged"))
     if isinstance(flagged, list) and all(isinstance(f, str) for f in flagged):
         values["leaking_features"] = tuple(flagged)
     else:
-        missing["leaking_features"] = (
-            analysis if isinstance(analysis, str)
-            else f"error analysis skipped: {analysis.get('reason')}" if analysis.get("skipped") is True
-            else "leakage.flagged is absent or not a list of feature names")
+        missing["leaking_features"] = _why_absent(analysis, "leakage.flagged is absent or not a list of "
+                                                            "feature names")
 
     take("signature_verified", _read(signing_json, "signing record"), ("verified",), "bool")
     if validation_json is None:
@@ -195,6 +190,15 @@ def _dig(record: Any, path: tuple[str, ...]) -> Any:
             return None
         record = record.get(key)
     return record
+
+
+def _why_absent(analysis: dict[str, Any] | str, otherwise: str) -> str:
+    """Why an analysis field is missing: the file, a skipped analysis, or the field itself."""
+    if isinstance(analysis, str):
+        return analysis
+    if analysis.get("skipped") is True:
+        return f"error analysis skipped: {analysis.get('reason')}"
+    return otherwise
 
 
 def _group_rates(raw: Any) -> tuple[tuple[str, str, int, float], ...] | None:

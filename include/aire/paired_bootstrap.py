@@ -77,7 +77,8 @@ def _roc_auc(y: np.ndarray, proba: np.ndarray, positive: int) -> float | None:
     if proba.shape[1] == 2:
         return _binary_auc(y == positive, proba[:, positive])
     per_class = [_binary_auc(y == k, proba[:, k]) for k in range(proba.shape[1])]
-    return None if any(a is None for a in per_class) else float(np.mean(per_class))  # type: ignore[arg-type]
+    defined = [a for a in per_class if a is not None]
+    return float(np.mean(defined)) if len(defined) == len(per_class) else None
 
 
 @dataclass(frozen=True)
