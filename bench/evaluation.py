@@ -16,10 +16,16 @@ German Credit rows (400 for the defective kinds, as in the demo), so each batch 
 rows and draws the batches (450 rows) from the other 500, as fresh production data would
 be (with ``min_group_count: 10``, as its 125-row holdouts are too small for the default
 20). Per check: min / median / max of the value, the median limit, and how many batches
-passed.
+passed. ``--gate KEY=VALUE`` overrides one default of ``gates:`` (repeatable), e.g.
+``--gate regression_z=1.645`` for the z the defaults used before.
+
+``compare``: ``aire.evaluation.compare_quality`` (both models' quality on the same rows and
+the paired standard errors the gate's regression checks allow for) on N synthetic holdout
+rows of two correlated binary models: wall time and the standard errors.
 
     .venv/bin/python bench/evaluation.py report --rows 100000,1000000
     .venv/bin/python bench/evaluation.py spread --seeds 10 --scenario overlap,disjoint
+    .venv/bin/python bench/evaluation.py compare --rows 1000,100000,1000000
 """
 
 from __future__ import annotations
@@ -104,8 +110,25 @@ def report(sizes: list[int]) -> None:
               f"{r['drift_html_mb']:>13.1f}", flush=True)
 
 
+# --- cost of the candidate-vs-champion comparison -------------------------------------------
+def compare(sizes: list[int]) -> None:
+    from aire.evaluation import compare_quality
+
+    print(f"{'rows':>9} {'wall s':>7} {'acc SE':>8} {'F1 SE':>8} {'AUC SE':>8} {'ECE SE':>8}")
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        y = rng.integers(0, 2, n)
+        p = np.clip(0.5 + (y - 0.5) * 0.3 + rng.normal(0, 0.2, n), 0.01, 0.99)
+        q = np.clip(p + rng.normal(0, 0.05, n), 0.01, 0.99)  # the champion: close, not equal
+        start = time.perf_counter()
+        c = compare_quality(y, (np.column_stack([1 - p, p]), [0, 1]), (np.column_stack([1 - q, q]), [0, 1]))
+        wall = time.perf_counter() - start
+        print(f"{n:>9} {wall:>7.2f} {c.accuracy_drop_se:>8.5f} {c.macro_f1_drop_se:>8.5f} "
+              f"{c.roc_auc_drop_se or float('nan'):>8.5f} {c.ece_increase_se:>8.5f}", flush=True)
+
+
 # --- spread of the gate's evidence ---------------------------------------------------------
-def spread(seeds: int, scenarios: list[str], kinds: list[str]) -> None:
+def spread(seeds: int, scenarios: list[str], kinds: list[str], overrides: dict[str, Any]) -> None:
     import yaml
     from aire import stages
     from aire.datasets import german_credit, make_batch
@@ -124,6 +147,7 @@ def spread(seeds: int, scenarios: list[str], kinds: list[str]) -> None:
             # 500-row disjoint halves leave 125-row holdouts, where the minority group rarely has
             # 20 actual negatives: the default min_group_count would reject every batch there.
             gates = {"min_group_count": 10} if scenario == "disjoint" else {}
+            gates.update(overrides)
             settings = yaml.safe_load(CONFIG.read_text())
             config.write_text(yaml.safe_dump({**settings, "gates": gates}))
             # The champion is the yardstick, not under test: its own gate must not stop the bench.
@@ -186,15 +210,28 @@ def main() -> None:
     cmd.add_argument("--seeds", type=int, default=10)
     cmd.add_argument("--scenario", default="overlap,disjoint")
     cmd.add_argument("--kinds", default=",".join(KINDS))
+    cmd.add_argument("--gate", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a gates: default, e.g. regression_z=1.645")
+    cmd = sub.add_parser("compare")
+    cmd.add_argument("--rows", default="1000,100000,1000000")
     args = parser.parse_args()
     if args.what == "report":
         report([int(r) for r in args.rows.split(",")])
     elif args.what == "report-worker":
         print(json.dumps(report_worker(args.rows)))
+    elif args.what == "compare":
+        compare([int(r) for r in args.rows.split(",")])
     else:
         os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-        spread(args.seeds, args.scenario.split(","), args.kinds.split(","))
+        overrides = {key: yaml_value(value) for key, value in (g.split("=", 1) for g in args.gate)}
+        spread(args.seeds, args.scenario.split(","), args.kinds.split(","), overrides)
+
+
+def yaml_value(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
 
 
 if __name__ == "__main__":

@@ -217,23 +217,23 @@ def compare_quality(y_true: Sequence[Any] | np.ndarray, candidate: tuple[np.ndar
                  "so the comparison favours it")
     scored = [(np.asarray(proba)[rows], list(classes)) for proba, classes in (candidate, champion)]
     results = [quality(truth[rows], proba, classes) for proba, classes in scored]
-    correct = [np.array([_label_key(c[i]) for i in proba.argmax(axis=1)], dtype=object) == _keys(truth[rows])
-               for proba, c in scored]
+    # Each model's class index of every true label: both models may order classes differently.
+    indexed = [(_class_indices(truth[rows], c), proba, c.index(positive_label(c))) for proba, c in scored]
+    correct = [proba.argmax(axis=1) == y for y, proba, _ in indexed]
     paired = correct[1].astype(np.float64) - correct[0].astype(np.float64)
     se = float(paired.std(ddof=1) / math.sqrt(len(paired))) if len(paired) > 1 else 0.0
-    indexed = [(_class_indices(truth[rows], c), proba, c.index(positive_label(c))) for proba, c in scored]
     errors = paired_drop_errors(*indexed[0], *indexed[1])
     return QualityComparison(basis, int(rows.sum()), int(len(truth) - rows.sum()), results[0], results[1],
                              float(paired.mean()), se, errors.macro_f1, errors.roc_auc, errors.ece)
 
 
 def _class_indices(values: np.ndarray, classes: Sequence[Any]) -> np.ndarray:
+    """Index in ``classes`` of each value (``quality`` has checked that every one is there);
+    each distinct value is looked up once, not each row."""
     index_of = {_label_key(c): i for i, c in enumerate(classes)}
-    return np.array([index_of[_label_key(v)] for v in values], dtype=np.int64)
-
-
-def _keys(values: np.ndarray) -> np.ndarray:
-    return np.array([_label_key(v) for v in values], dtype=object)
+    inverse, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)
+    lookup = np.array([index_of[_label_key(v)] for v in uniques], dtype=np.int64)
+    return lookup[inverse] if len(lookup) else np.zeros(0, dtype=np.int64)
 
 
 class Scorer(Protocol):
