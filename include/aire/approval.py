@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 APPROVE = "Approve"  # the options a person is offered
 REJECT = "Reject"
-OPTIONS = (APPROVE, REJECT)
 TAG_APPROVAL = "aire.approval"  # MLflow run and model version tags
 TAG_APPROVED_BY = "aire.approved_by"
 

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aire.approval import TAG_APPROVED_BY
+from aire.approval import TAG_APPROVED_BY, ApprovalRecord
 from aire.errors import AireError, ConfigError
 from aire.home import Home
 from aire.registry import CHALLENGER, CHAMPION, PREVIOUS, TAG_DATA_DIGEST, TAG_SIGNED_DIGEST
@@ -117,16 +117,16 @@ def advisory_lock(url: str, name: str, *, timeout_s: float = 600.0) -> Iterator[
 
 
 def promote_candidate(ctx: RunContext, signed_digest: str, *,
-                      approval: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``approval``: the person's answer (``aire.approval``) when one was asked for; who
-    approved goes into the version's tags and the ledger's promotion entry."""
+                      approval: ApprovalRecord | None = None) -> dict[str, Any]:
+    """``approval``: the person's answer when one was asked for; who approved goes into the
+    version's tags and the ledger's promotion entry."""
     decision = ctx.read_json("decision.json")
     judged_against = decision.get("champion_version")  # the champion the gate compared it with
     data_digest = ctx.read_json("validation", "validation.json").get("data_digest") or ""
     tags = {TAG_SIGNED_DIGEST: signed_digest}
     if data_digest:
         tags[TAG_DATA_DIGEST] = data_digest
-    approved_by = _approved_by(approval)
+    approved_by = approval.who if approval and approval.approved else None
     if approved_by:
         tags[TAG_APPROVED_BY] = approved_by
     registry = ctx.registry
@@ -154,7 +154,7 @@ def promote_candidate(ctx: RunContext, signed_digest: str, *,
                 "pipeline": ctx.name, "run_key": ctx.spec.run_key, "to_version": version.version,
                 "from_version": current_version, "digest": signed_digest,
                 "from_digest": current.signed_digest if current else None, "decision": decision,
-                **({"approval": approval} if approval else {}),
+                **({"approval": approval.to_dict()} if approval else {}),
             })
     if not moved:
         log.warning("model '%s' v%s: %s", ctx.name, version.version, reason)
@@ -171,9 +171,3 @@ def promote_candidate(ctx: RunContext, signed_digest: str, *,
         "previous_version": current_version if moved else None, "approved_by": approved_by,
     }
 
-
-def _approved_by(approval: dict[str, Any] | None) -> str | None:
-    if not approval or approval.get("outcome") != "approved" or not approval.get("responded_by"):
-        return None
-    who = approval["responded_by"]
-    return str(who.get("name") or who.get("id"))

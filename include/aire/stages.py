@@ -10,10 +10,13 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from aire.errors import DataValidationError
 from aire.run_context import RunContext, RunSpec
+
+if TYPE_CHECKING:
+    from aire.approval import ApprovalRecord
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +297,7 @@ def promote(spec: RunSpec) -> dict[str, Any]:
     approval = _approval_record(ctx)
     require_approved(approval, ctx.config.approval, str(ctx.path("approval.json")))
     digest = _verified_candidate_digest(ctx)
-    result = promote_candidate(ctx, digest, approval=approval.to_dict() if approval else None)
+    result = promote_candidate(ctx, digest, approval=approval)
     ctx.registry.finish_run(ctx.mlflow_run_id)
     return result
 
@@ -371,7 +374,7 @@ def record_approval(spec: RunSpec, response: dict[str, Any]) -> dict[str, Any]:
 _PINNED = "aire.pinned_champion"
 
 
-def _approval_record(ctx: RunContext) -> Any:
+def _approval_record(ctx: RunContext) -> ApprovalRecord | None:
     """The approval answer for the current gate decision, if any (``aire.approval.bound``)."""
     from aire.approval import bound
 
