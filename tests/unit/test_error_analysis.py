@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -137,18 +138,27 @@ def test_pruning_never_flags_a_row_still_predicted_as_its_label(
     assert result.estimated_noise_rate == pytest.approx(1.8 / 13)
 
 
-def test_cross_fitting_never_scores_a_row_with_a_model_that_trained_on_it() -> None:
-    # Random labels on random features: a model memorises them in sample (~95% accuracy
-    # here), so chance-level out-of-fold accuracy shows that no row leaked into its scorer.
+def pure_noise(rows: int, **sections: Any) -> tuple[pd.DataFrame, PipelineConfig]:
+    """Random labels on random features: a model memorises them in sample and nothing else,
+    so chance-level accuracy of a scorer shows that no row leaked into its training."""
     rng = np.random.default_rng(0)
     columns = [f"x{i}" for i in range(6)]
-    df = pd.DataFrame(rng.normal(size=(200, 6)), columns=columns).assign(
-        y=rng.integers(0, 2, 200))
+    df = pd.DataFrame(rng.normal(size=(rows, 6)), columns=columns).assign(
+        y=rng.integers(0, 2, rows))
     config = parse_config({"name": "noise", "dataset": {"label": "y",
-                                                        "features": {"numeric": columns}}})
-    in_sample = fit(df, config, epochs=100, learning_rate=0.01, seed=0,
-                    device="cpu").model.predict_proba(df)
-    assert (in_sample.argmax(axis=1) == df["y"]).mean() > 0.85
+                                                        "features": {"numeric": columns}},
+                           **sections})
+    return df, config
+
+
+def in_sample_accuracy(df: pd.DataFrame, config: PipelineConfig) -> float:
+    model = fit(df, config, epochs=100, learning_rate=0.01, seed=0, device="cpu").model
+    return float((model.predict_proba(df).argmax(axis=1) == df["y"]).mean())
+
+
+def test_cross_fitting_never_scores_a_row_with_a_model_that_trained_on_it() -> None:
+    df, config = pure_noise(200)
+    assert in_sample_accuracy(df, config) > 0.85  # ~95%: what a leak would look like
     out_of_fold = out_of_sample(df, config, champion=None, folds=5, epochs=100,
                                 learning_rate=0.01, seed=0, device="cpu").proba
     assert (out_of_fold.argmax(axis=1) == df["y"]).mean() < 0.65
@@ -204,21 +214,14 @@ def test_champion_blend_finds_flipped_labels(german: pd.DataFrame,
 
 
 def test_the_champion_blend_stays_out_of_sample() -> None:
-    # Pure-noise labels: a fold model that had trained on its held-out rows would
-    # memorise them (in-sample accuracy > 0.85 below); the blend stays near chance.
-    rng = np.random.default_rng(0)
-    columns = [f"x{i}" for i in range(6)]
-    df = pd.DataFrame(rng.normal(size=(400, 6)), columns=columns).assign(
-        y=rng.integers(0, 2, 400))
-    config = parse_config({"name": "noise", "dataset": {"label": "y",
-                                                        "features": {"numeric": columns}},
-                           "training": {"epochs": 100},
-                           "analysis": {"champion_blend_epochs": 100}})
-    champion = fit(df.iloc[:200], config, learning_rate=0.01, seed=0, device="cpu").model
+    df, config = pure_noise(400, training={"epochs": 100}, analysis={"champion_blend_epochs": 100})
     batch = df.iloc[200:]
+    assert in_sample_accuracy(batch, config) > 0.85  # a fold model that saw its rows
+    champion = fit(df.iloc[:200], config, learning_rate=0.01, seed=0, device="cpu").model
     blended = out_of_sample(batch, config, champion=champion, learning_rate=0.01, seed=0,
-                            device="cpu").proba
-    assert (blended.argmax(axis=1) == batch["y"]).mean() < 0.65
+                            device="cpu")
+    assert blended.source == "champion+cross_fit:5x100"
+    assert (blended.proba.argmax(axis=1) == batch["y"]).mean() < 0.65
 
 
 def test_scoring_in_small_batches_gives_the_same_probabilities(
