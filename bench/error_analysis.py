@@ -34,6 +34,13 @@ peak over the analysis (numpy and Python allocations; torch's own buffers are no
     .venv/bin/python bench/error_analysis.py                  # quality and both sizes
     .venv/bin/python bench/error_analysis.py --sizes ''       # the quality table only
     .venv/bin/python bench/error_analysis.py --skip-quality --sizes 100000 --cross-fit-sizes ''
+
+How the champion blend was chosen (seeds 0-39, champion protocol; AIRE's column with
+--blend-epochs 0 is the champion alone, cleanlab's with --cross-fit-epochs 8 is an 8-epoch
+cross-fit on the batch):
+    .venv/bin/python bench/error_analysis.py --first-seed 0 --seeds 40 --protocols champion --sizes '' --blend-epochs 0
+    .venv/bin/python bench/error_analysis.py --first-seed 0 --seeds 40 --protocols champion --sizes '' --blend-epochs 4
+    .venv/bin/python bench/error_analysis.py --first-seed 0 --seeds 40 --protocols champion --sizes '' --cross-fit-epochs 8
 """
 
 from __future__ import annotations
@@ -280,6 +287,10 @@ def main() -> None:
                         help="seeds run from here (0-39 were used to choose the blend)")
     parser.add_argument("--protocols", default="cross-fit,champion",
                         help="comma-separated: cross-fit, champion")
+    parser.add_argument("--blend-epochs", type=int, default=None,
+                        help="quality runs: override analysis.champion_blend_epochs (0: champion alone)")
+    parser.add_argument("--cross-fit-epochs", type=int, default=None,
+                        help="quality runs: override analysis.cross_fit_epochs (both methods' cross-fit)")
     parser.add_argument("--sizes", default="100000,1000000", help="rows for the scale runs")
     parser.add_argument("--cross-fit-sizes", default="100000",
                         help="sizes also timed without a champion (K models trained)")
@@ -291,6 +302,11 @@ def main() -> None:
         print(json.dumps(scale_worker(args.worker, args.worker_cross_fit)))
         return
     config = load_config(CONFIG)
+    overrides = {key: value for key, value in (("champion_blend_epochs", args.blend_epochs),
+                                               ("cross_fit_epochs", args.cross_fit_epochs))
+                 if value is not None}
+    if overrides:
+        config = config.model_copy(update={"analysis": config.analysis.model_copy(update=overrides)})
     if not args.skip_quality:
         quality(config, range(args.first_seed, args.first_seed + args.seeds),
                 [p.strip() for p in args.protocols.split(",") if p.strip()])

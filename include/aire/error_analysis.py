@@ -10,20 +10,22 @@ With a champion, its probabilities are averaged with those of a short K-fold cro
 on the batch (``analysis.champion_blend_epochs`` epochs, cold start, each fold model
 trained on at most ``BLEND_MAX_TRAIN_ROWS`` rows of the other folds). Both halves are out
 of sample: the champion never saw the batch, and a fold model never saw its held-out rows,
-so their mean is too. Why (bench/error_analysis.py, 40 seeds, 500-row batches, the
-champion trained on 500 other rows): the champion alone ranks label errors worse than a
-cross-fit at low noise (precision@k at 5% flips 0.246 vs 0.266 uniform, 0.272 vs 0.315
-class-conditional), since one model's mistakes on the batch are its own. Averaging it with
-an independent, briefly trained model of the same family cancels part of them: 0.298 and
-0.349 there, and at least the 20-epoch cross-fit's precision@k in all six settings, for
-8 epochs instead of 20 (blends with 2-, 4- and 8-epoch cross-fits: +0.005, +0.023, +0.034
-over it at 5% class-conditional; short training memorises fewer flipped labels). The
-8-epoch cross-fit alone nearly matches the blend at 5% (0.301, 0.354) but not where the
-champion is strong (20% flips: 0.509 vs 0.531 uniform, 0.372 vs 0.542 class-conditional).
-Fold models warm-started from the champion did worse than the champion alone: they
-inherit its mistakes. The noise estimate reads 0.01-0.02 lower than the champion's alone.
-A single-class batch, or one with fewer rows than folds, gets the champion alone. The
-review's drivers are the champion's: it is the model deployed and fine-tuned from.
+so their mean is too. Why (bench/error_analysis.py on seeds 0-39, champion protocol:
+500-row batches, the champion trained on 500 other rows; the commands are in its
+docstring under "How the champion blend was chosen"): the champion alone ranks label
+errors worse than a cross-fit at low noise (precision@k at 5% flips 0.246 vs 0.266
+uniform, 0.272 vs 0.315 class-conditional), since one model's mistakes on the batch are
+its own. Averaging it with an independent, briefly trained model of the same family
+cancels part of them: 0.298 and 0.349 there, and at least the 20-epoch cross-fit's
+precision@k in all six settings, for 8 epochs instead of 20 (blends with 2-, 4- and
+8-epoch cross-fits: +0.005, +0.023, +0.034 over it at 5% class-conditional; short
+training memorises fewer flipped labels). The 8-epoch cross-fit alone nearly matches the
+blend at 5% (0.301, 0.354) but not where the champion is strong (20% flips: 0.509 vs
+0.531 uniform, 0.372 vs 0.542 class-conditional). Fold models warm-started from the
+champion did worse than the champion alone (they inherit its mistakes; a trial not kept
+in bench/). A single-class batch, or one with fewer rows than folds, gets the champion
+alone. The review's drivers are the champion's: it is the model deployed and fine-tuned
+from.
 
 Suspects come from confident learning (``aire.confident_learning``); the most-confident
 review and the leakage check from ``aire.review``; the files from ``aire.error_report``.
