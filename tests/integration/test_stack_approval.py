@@ -23,6 +23,7 @@ import yaml
 
 from tests.support.airflow_stack import wait_for_task_state
 from tests.support.deployment import Deployment, environment
+from tests.support.servers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +80,15 @@ def start(deployment: Deployment, config_path: Path) -> str:
         pytest.fail(f"await_approval is {state}, not awaiting input: tasks "
                     f"{ {k: v.state for k, v in stack.tasks(DAG, run_id).items()} }; decision "
                     f"{decision.read_text() if decision.exists() else 'none'}")
+    # Airflow 3.3.2 race: an answer that lands before the scheduler has processed the
+    # executor's "workload finished" event of the parked try makes the scheduler see a
+    # queued task its executor called done, and fail that try (the retry then asks again,
+    # and the answer is lost). A person takes longer than that second; the test waits for it.
+    scheduler = stack.process("scheduler")
+    parked = (f"TaskInstance Finished: dag_id={DAG}, task_id=await_approval, run_id={run_id},")
+    wait_until(lambda: any(parked in line and "state=awaiting_input" in line
+                           for line in scheduler.log_path.read_text(errors="replace").splitlines()),
+               60, "the scheduler to see await_approval parked", stack.processes, 0.5)
     return run_id
 
 
