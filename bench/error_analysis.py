@@ -6,7 +6,7 @@ Quality, on German credit (1,000 real rows; labels flipped on purpose, so the tr
   (seeds 0-39 were used to choose analysis.champion_blend_epochs: the default run is on
   seeds that played no part in that choice); mean±sd over seeds;
 - protocol "cross-fit" (no champion): AIRE runs its whole stage (5-fold cross-fitting with
-  aire.training.fit, confident learning, review, leakage check); cleanlab gets the same
+  aire.model.training.fit, confident learning, review, leakage check); cleanlab gets the same
   out-of-fold probabilities (same model family, folds, epochs and seeds) and runs
   find_label_issues(filter_by="prune_by_noise_rate", ranked by self_confidence);
 - protocol "champion": the batch is 500 rows; a champion trained on the other 500 (clean)
@@ -64,12 +64,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
 
+from aire.analysis.error_analysis import analyze, out_of_sample, run_error_analysis
+from aire.analysis.report import write_outputs
 from aire.config import PipelineConfig, load_config
-from aire.datasets import LABEL, german_credit, make_batch
-from aire.error_analysis import analyze, out_of_sample, run_error_analysis
-from aire.error_report import write_outputs
+from aire.data.datasets import LABEL, german_credit, make_batch
 from aire.home import PROJECT_ROOT
-from aire.training import fit
+from aire.model.training import fit
 
 CONFIG = PROJECT_ROOT / "include" / "config" / "credit_risk.yaml"
 RATES = (0.05, 0.10, 0.20)

@@ -9,7 +9,7 @@ the data is built, and the Python-level peak comes from tracemalloc.
 
 ``spread``: the pipeline's stages in-process (`aire run`'s path, up to the gate, no
 promotion) on a fresh home with ``gates: {}``, for --seeds batches of each kind drawn by
-``aire.datasets.make_batch`` after one champion: clean, drift=1.0, label_noise=0.3,
+``aire.data.datasets.make_batch`` after one champion: clean, drift=1.0, label_noise=0.3,
 group_bias=0.6. Scenario ``overlap`` is the demo's: every batch is 700 of the same 1,000
 German Credit rows (400 for the defective kinds, as in the demo), so each batch repeats
 ~70% of the champion's training rows. Scenario ``disjoint`` trains the champion on 500
@@ -19,7 +19,7 @@ be (with ``min_group_count: 10``, as its 125-row holdouts are too small for the 
 passed. ``--gate KEY=VALUE`` overrides one default of ``gates:`` (repeatable), e.g.
 ``--gate regression_z=1.645`` for the z the defaults used before.
 
-``compare``: ``aire.evaluation.compare_quality`` (both models' quality on the same rows and
+``compare``: ``aire.evaluation.candidate.compare_quality`` (both models' quality on the same rows and
 the paired standard errors the gate's regression checks allow for) on N synthetic holdout
 rows of two correlated binary models: wall time and the standard errors.
 
@@ -68,7 +68,7 @@ def report_worker(rows: int) -> dict[str, Any]:
     import evidently.presets  # noqa: F401 - imported up front: "after imports" includes them
     import fairlearn.metrics  # noqa: F401
     from aire.config import parse_config
-    from aire.evaluation import drift, fairness, quality, write_report
+    from aire.evaluation.candidate import drift, fairness, quality, write_report
 
     after_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     config = parse_config({"name": "bench", "dataset": {
@@ -112,7 +112,7 @@ def report(sizes: list[int]) -> None:
 
 # --- cost of the candidate-vs-champion comparison -------------------------------------------
 def compare(sizes: list[int]) -> None:
-    from aire.evaluation import compare_quality
+    from aire.evaluation.candidate import compare_quality
 
     print(f"{'rows':>9} {'wall s':>7} {'acc SE':>8} {'F1 SE':>8} {'AUC SE':>8} {'ECE SE':>8}")
     rng = np.random.default_rng(0)
@@ -130,11 +130,11 @@ def compare(sizes: list[int]) -> None:
 # --- spread of the gate's evidence ---------------------------------------------------------
 def spread(seeds: int, scenarios: list[str], kinds: list[str], overrides: dict[str, Any]) -> None:
     import yaml
-    from aire import stages
-    from aire.datasets import german_credit, make_batch
+    from aire.data.datasets import german_credit, make_batch
     from aire.home import Home
-    from aire.run_context import RunSpec
-    from aire.setup import prepare_home
+    from aire.pipeline import stages
+    from aire.pipeline.home_setup import prepare_home
+    from aire.pipeline.run_context import RunSpec
 
     for scenario in scenarios:
         with tempfile.TemporaryDirectory(prefix="aire-bench-") as tmp:

@@ -1,6 +1,6 @@
 """Fine-tuning on CPU and, where there is one, on CUDA: the same code path, side by side.
 
-Runs aire.training.fit (what the fine_tune stage calls) on the German Credit data at
+Runs aire.model.training.fit (what the fine_tune stage calls) on the German Credit data at
 its own size and resampled larger, on each available device, and prints wall time, the
 final training loss and holdout accuracy. It also checks that a model trained on the
 GPU, saved as safetensors and loaded on the CPU scores the same as on the GPU.
@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import train_test_split
-
 from aire.config import load_config
-from aire.model import load_model
-from aire.training import fit
+from aire.model.tabular import load_model
+from aire.model.training import fit
+from sklearn.model_selection import train_test_split
 
 CONFIG = Path(__file__).resolve().parents[1] / "include" / "config" / "credit_risk.yaml"
 
@@ -37,7 +36,7 @@ def data(csv: str | None, rows: int, seed: int = 0) -> pd.DataFrame:
         base = pd.read_csv(csv)
         base.insert(0, "row_id", np.arange(len(base)))
     else:
-        from aire.datasets import german_credit
+        from aire.data.datasets import german_credit
 
         base = german_credit()
     if rows == len(base):

@@ -1,4 +1,4 @@
-"""Sign and verify throughput of aire.signing beside plain `sha256sum` over the same files.
+"""Sign and verify throughput of aire.trust.signing beside plain `sha256sum` over the same files.
 
 For each size it builds two model directories, (a) a few large safetensors files and
 (b) many small files, then times `sha256sum`, `sign_model` and `verify_model` on each
@@ -26,7 +26,7 @@ from safetensors.numpy import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
 
-from aire.signing import KeyPair, ensure_keypair, sign_model, verify_model
+from aire.trust.signing import KeyPair, ensure_keypair, sign_model, verify_model
 
 MB = 1_000_000
 LARGE_FILES = 4

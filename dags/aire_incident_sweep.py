@@ -25,7 +25,8 @@ from typing import Any
 
 import pendulum
 from aire.home import PROJECT_ROOT
-from aire_airflow.glue import notifier_channel, on_task_failure
+from aire_airflow.callbacks import on_task_failure
+from aire_airflow.connections import notifier_channel
 from airflow.sdk import Param, dag, get_current_context, task
 
 CONFIGS = sorted(str(p) for p in (PROJECT_ROOT / "include" / "config").glob("*.yaml"))
@@ -55,7 +56,7 @@ CONFIGS = sorted(str(p) for p in (PROJECT_ROOT / "include" / "config").glob("*.y
 def aire_incident_sweep() -> None:
     @task
     def reconcile_failures() -> dict[str, Any]:
-        from aire.incident_sweep import failed_task_instances, sweep_failures
+        from aire.incidents.sweep import failed_task_instances, sweep_failures
         from airflow.configuration import conf
 
         params, now = get_current_context()["params"], pendulum.now("UTC")
@@ -73,8 +74,8 @@ def aire_incident_sweep() -> None:
     @task
     def check_slos() -> dict[str, Any]:
         from aire.config import load_config
-        from aire.incident_hooks import record_slo_breaches
-        from aire.slo import slo_status
+        from aire.incidents.sources import record_slo_breaches
+        from aire.reliability.slo import slo_status
 
         summary = {}
         for path in get_current_context()["params"]["configs"]:
@@ -88,8 +89,8 @@ def aire_incident_sweep() -> None:
     def deliver_notifications() -> list[dict[str, Any]]:
         from aire.config import load_config
         from aire.home import Home
-        from aire.incidents import IncidentStore
-        from aire.notifiers import deliver_pending
+        from aire.incidents.notifiers import deliver_pending
+        from aire.incidents.store import IncidentStore
 
         params, now = get_current_context()["params"], pendulum.now("UTC")
         notify = {c.name: c.notify for c in (load_config(p) for p in params["configs"])}

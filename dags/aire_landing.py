@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from aire_airflow.glue import landing_asset, on_task_failure
+from aire_airflow.callbacks import on_task_failure
+from aire_airflow.schedules import landing_asset
 from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
 LANDING = landing_asset()
@@ -45,7 +46,7 @@ def aire_landing() -> None:
     # The Asset is an inlet too: its latest event says what was announced last.
     @task(inlets=[LANDING], outlets=[LANDING])
     def announce_batch() -> dict[str, Any]:
-        from aire_airflow.glue import landed_batch
+        from aire_airflow.schedules import landed_batch
         from airflow.sdk.exceptions import AirflowSkipException
 
         context = get_current_context()

@@ -9,7 +9,7 @@ When the config says `approval: {required: true}`, a candidate the gate passed w
 no answer within `approval.timeout_hours`, rejects.
 
 Trigger it with **Params**: `config` (a pipeline YAML) and `batch` (a CSV or Parquet
-path or `s3://` URI). Each task calls one function of `aire.stages`; reports are
+path or `s3://` URI). Each task calls one function of `aire.pipeline.stages`; reports are
 artifacts of the run's MLflow run and sit under `$AIRE_HOME/reports/<pipeline>/<run>/`.
 """
 
@@ -20,8 +20,10 @@ from typing import Any
 
 import pendulum
 from aire.home import PROJECT_ROOT, Home
-from aire_airflow.approval import AwaitApproval
-from aire_airflow.glue import gpu_queue, retrain_schedule, run_spec, task_defaults
+from aire_airflow.callbacks import task_defaults
+from aire_airflow.context import run_spec
+from aire_airflow.operators import AwaitApproval
+from aire_airflow.schedules import gpu_queue, retrain_schedule
 from airflow.sdk import Param, dag, get_current_context, task
 
 DEFAULT_CONFIG = str(PROJECT_ROOT / "include" / "config" / "credit_risk.yaml")
@@ -47,31 +49,31 @@ DEFAULT_BATCH = str(Home.from_env().data_dir / "batch_clean.csv")
 def aire_retrain() -> None:
     @task
     def validate_data() -> dict[str, Any]:
-        from aire import stages
+        from aire.pipeline import stages
 
         return stages.validate_data(run_spec(get_current_context()))
 
     @task
     def analyze_errors(validated: dict[str, Any]) -> dict[str, Any]:
-        from aire import stages
+        from aire.pipeline import stages
 
         return stages.analyze_errors(run_spec(get_current_context()), validated["champion_version"])
 
     @task(queue=gpu_queue())
     def fine_tune(validated: dict[str, Any], analysis: dict[str, Any]) -> dict[str, Any]:
-        from aire import stages
+        from aire.pipeline import stages
 
         return stages.fine_tune(run_spec(get_current_context()), validated["champion_version"])
 
     @task
     def sign_model(trained: dict[str, Any]) -> dict[str, Any]:
-        from aire import stages
+        from aire.pipeline import stages
 
         return stages.sign_model(run_spec(get_current_context()))
 
     @task
     def evaluate(validated: dict[str, Any], signed: dict[str, Any]) -> dict[str, Any]:
-        from aire import stages
+        from aire.pipeline import stages
 
         return stages.evaluate(run_spec(get_current_context()), validated["champion_version"])
 
@@ -80,8 +82,8 @@ def aire_retrain() -> None:
     # anything before it) failed, there is no candidate to decide on, and it does not run.
     @task.branch(trigger_rule="all_done_min_one_success")
     def gate() -> str:
-        from aire import stages
-        from aire_airflow.glue import log_decision
+        from aire.pipeline import stages
+        from aire_airflow.context import log_decision
 
         context = get_current_context()
         validated = context["ti"].xcom_pull(task_ids="validate_data")
@@ -93,14 +95,14 @@ def aire_retrain() -> None:
     # Reached from the gate directly, or through await_approval (the other one is skipped).
     @task(trigger_rule="none_failed_min_one_success")
     def promote() -> dict[str, Any]:
-        from aire import stages
+        from aire.pipeline import stages
 
         return stages.promote(run_spec(get_current_context()))
 
     @task(trigger_rule="none_failed_min_one_success")
     def reject() -> dict[str, Any]:
-        from aire import stages
-        from aire_airflow.glue import notifier_channel
+        from aire.pipeline import stages
+        from aire_airflow.connections import notifier_channel
 
         return stages.reject(run_spec(get_current_context()), resolver=notifier_channel)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pendulum
 from aire.home import PROJECT_ROOT
-from aire_airflow.glue import task_defaults
+from aire_airflow.callbacks import task_defaults
 from airflow.sdk import (
     Param,
     dag,
@@ -48,7 +48,7 @@ DEFAULT_CONFIG = str(PROJECT_ROOT / "include" / "config" / "credit_risk.yaml")
 def aire_rollback() -> None:
     @task
     def rollback() -> dict[str, Any]:
-        from aire.rollback import rollback as roll_back
+        from aire.promotion.promote.rollback import rollback as roll_back
 
         context = get_current_context()
         params = context["params"]

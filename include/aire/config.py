@@ -105,13 +105,13 @@ class Training(_Strict):
 
 
 class Analysis(_Strict):
-    """Error analysis (``aire.error_analysis``) and what fine-tuning does with its suspects."""
+    """Error analysis (``aire.analysis.error_analysis``) and what fine-tuning does with its suspects."""
 
     folds: int = Field(5, ge=2, le=50)  # cross-fitting folds when there is no champion
     # Epochs of each fold model, capped by training.epochs: K models train per analysis.
     cross_fit_epochs: int = Field(20, ge=1, le=1000)
     # With a champion: epochs of a short K-fold cross-fit on the batch whose probabilities
-    # are averaged with the champion's (0: the champion alone). See aire.error_analysis.
+    # are averaged with the champion's (0: the champion alone). See aire.analysis.error_analysis.
     champion_blend_epochs: int = Field(8, ge=0, le=1000)
     top_k: int = Field(50, ge=1)  # suspects listed in report.html
     review_k: int = Field(10, ge=1, le=1000)  # most-confident predictions reviewed per class
@@ -163,7 +163,7 @@ class Gates(_Strict):
     regression_z: float = Field(2.326, ge=0, le=10,
                                 validation_alias=AliasChoices("regression_z", "accuracy_drop_z"))
     # Macro F1 and ROC AUC may fall below the champion's by this much plus regression_z
-    # paired bootstrap standard errors (aire.paired_bootstrap), on the same rows.
+    # paired bootstrap standard errors (aire.evaluation.bootstrap), on the same rows.
     max_f1_drop: float = Field(0.02, ge=0, le=1)
     max_roc_auc_drop: float = Field(0.02, ge=0, le=1)
     # Top-label expected calibration error (10 bins) may rise above the champion's by this
@@ -232,7 +232,7 @@ Duration = Annotated[float, BeforeValidator(_seconds)]  # seconds
 
 
 class SliKind(str, Enum):
-    """What an objective measures; ``aire.slo`` says how each is computed from run history."""
+    """What an objective measures; ``aire.reliability.slo`` says how each is computed from run history."""
 
     SUCCESS_RATE = "success_rate"  # runs that reach a gate decision / finished runs
     FRESHNESS = "freshness"  # time since the last promotion <= threshold (time-based)
@@ -298,7 +298,7 @@ def _default_objectives() -> list[Objective]:
 
 
 class Slo(_Strict):
-    """Service-level objectives over the pipeline's run history (see ``aire.slo``)."""
+    """Service-level objectives over the pipeline's run history (see ``aire.reliability.slo``)."""
 
     window: Duration = 28 * 86400.0
     # Batch pipelines see a few events a day, so the SRE workbook's 1h/5m and 6h/30m
@@ -361,7 +361,7 @@ class Notify(_Strict):
 
 
 class Approval(_Strict):
-    """A human's yes between a passing gate and promotion (``aire.approval``).
+    """A human's yes between a passing gate and promotion (``aire.promotion.approval``).
 
     With ``required`` the run waits at the DAG's ``await_approval`` task, which shows the
     gate's decision record. Approve promotes; reject, or no answer within

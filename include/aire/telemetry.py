@@ -36,8 +36,8 @@ from opentelemetry import metrics
 import aire
 
 if TYPE_CHECKING:
-    from aire.incident_types import Incident
-    from aire.slo import SloReport
+    from aire.incidents.types import Incident
+    from aire.reliability.slo import SloReport
 
 _ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
 

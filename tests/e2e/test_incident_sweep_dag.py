@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 from aire.home import PROJECT_ROOT, Home
-from aire.incident_sweep import failed_task_instances, sweep_failures
-from aire.incidents import IncidentStore, dedup_key
-from aire.setup import airflow_env, migrate_airflow_db
+from aire.incidents.store import IncidentStore, dedup_key
+from aire.incidents.sweep import failed_task_instances, sweep_failures
+from aire.pipeline.home_setup import airflow_env, migrate_airflow_db
 
 from tests.support.homes import isolated_home
 
@@ -43,7 +43,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import dag, get_current_context, task
 
-from aire_airflow.glue import on_task_failure
+from aire_airflow.callbacks import on_task_failure
 
 
 @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False,

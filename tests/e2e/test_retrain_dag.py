@@ -17,10 +17,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from aire.home import PROJECT_ROOT, Home
-from aire.incidents import IncidentStore
-from aire.registry import Registry
-from aire.setup import airflow_bin, airflow_env, prepare_home
-from aire.status import pipeline_status
+from aire.incidents.store import IncidentStore
+from aire.pipeline.home_setup import airflow_bin, airflow_env, prepare_home
+from aire.pipeline.status import pipeline_status
+from aire.registry.mlflow_registry import Registry
 
 from tests.support.homes import isolated_home
 

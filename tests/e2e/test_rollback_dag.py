@@ -14,13 +14,13 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from aire.datasets import german_credit, make_batch
+from aire.data.datasets import german_credit, make_batch
 from aire.home import PROJECT_ROOT, Home
-from aire.ledger import Ledger
-from aire.registry import CHAMPION, PREVIOUS, Registry
-from aire.run_context import RunSpec
-from aire.setup import airflow_bin, airflow_env, prepare_home
-from aire.stages import run_all
+from aire.pipeline.home_setup import airflow_bin, airflow_env, prepare_home
+from aire.pipeline.run_context import RunSpec
+from aire.pipeline.stages import run_all
+from aire.registry.mlflow_registry import CHAMPION, PREVIOUS, Registry
+from aire.trust.ledger import Ledger
 
 from tests.support.homes import isolated_home
 

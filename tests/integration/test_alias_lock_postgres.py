@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from aire.errors import AireError, ConfigError
 from aire.home import Home
-from aire.promotion import advisory_lock, alias_lock, lock_url
+from aire.promotion.promote.promote import advisory_lock, alias_lock, lock_url
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
@@ -74,7 +74,7 @@ def test_a_held_lock_blocks_the_same_name_only(database: str) -> None:
 HOLD = """
 import json, sys, time
 from aire.home import Home
-from aire.promotion import alias_lock
+from aire.promotion.promote.promote import alias_lock
 with alias_lock(Home.from_env(), "shared-pipeline"):
     start = time.time()
     time.sleep(1.0)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from aire.cli import main
-from aire.datasets import german_credit, make_batch
+from aire.cli.main import main
+from aire.data.datasets import german_credit, make_batch
+from aire.data.storage import S3Settings, s3_client
 from aire.home import PROJECT_ROOT
-from aire.storage import S3Settings, s3_client
 
 pytestmark = pytest.mark.integration
 

@@ -36,7 +36,7 @@ def deployment(deploy: Callable[..., Deployment]) -> Deployment:
 
 
 def champion(deployment: Deployment, name: str) -> Any:
-    from aire.registry import Registry
+    from aire.registry.mlflow_registry import Registry
 
     with environment(deployment.client_env()):
         return Registry(deployment.mlflow.uri).champion(name)
@@ -88,7 +88,7 @@ def test_s3_down_for_good_fails_once_with_one_incident_and_no_object(deployment:
 
 def test_an_upload_cut_half_way_leaves_no_object_and_keeps_the_previous_one(deployment: Deployment,
                                                                             tmp_path: Any) -> None:
-    from aire.storage import S3Settings, S3Store
+    from aire.data.storage import S3Settings, S3Store
 
     proxy = FlakyProxy(deployment.s3.port)
     try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import secrets
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,14 +29,12 @@ pytestmark = pytest.mark.integration
 ADMIN_URL = os.environ.get("AIRE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-UNIT = Path(__file__).resolve().parents[1] / "unit"
+INCIDENTS = Path(__file__).resolve().parents[1] / "unit" / "incidents"
 
 
-def _load_contract(file: str = "test_incidents.py") -> ModuleType:
+def _load_contract(file: str = "test_store.py") -> ModuleType:
     # Loaded under a private name, so pytest does not collect the SQLite class twice.
-    if str(UNIT) not in sys.path:
-        sys.path.insert(0, str(UNIT))  # the contracts import their helpers (loopback) from there
-    spec = importlib.util.spec_from_file_location(f"_contract_{Path(file).stem}", UNIT / file)
+    spec = importlib.util.spec_from_file_location(f"_contract_{Path(file).stem}", INCIDENTS / file)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -45,7 +42,7 @@ def _load_contract(file: str = "test_incidents.py") -> ModuleType:
 
 
 _contract = _load_contract()
-_sources = _load_contract("test_incident_sources.py")
+_sources = _load_contract("test_sources.py")
 
 
 @pytest.fixture

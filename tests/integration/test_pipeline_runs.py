@@ -17,12 +17,12 @@ import pytest
 import yaml
 from aire.errors import ConfigError, DataValidationError, InputError, VerificationError
 from aire.home import PROJECT_ROOT, Home
-from aire.incidents import IncidentStore
-from aire.registry import Registry
-from aire.run_context import RunSpec
-from aire.setup import prepare_home
-from aire.stages import run_all
-from aire.status import pipeline_status
+from aire.incidents.store import IncidentStore
+from aire.pipeline.home_setup import prepare_home
+from aire.pipeline.run_context import RunSpec
+from aire.pipeline.stages import run_all
+from aire.pipeline.status import pipeline_status
+from aire.registry.mlflow_registry import Registry
 
 from tests.support.homes import isolated_home
 
@@ -194,9 +194,9 @@ def test_an_older_model_replayed_under_a_newer_version_is_refused(home: Home, tm
     """v1's files and valid signature, put where v2 lives, must not pass as v2."""
     import shutil
 
-    from aire.datasets import german_credit, make_batch
-    from aire.ledger import Ledger
-    from aire.trust import fetch_verified
+    from aire.data.datasets import german_credit, make_batch
+    from aire.trust.ledger import Ledger
+    from aire.trust.verify import fetch_verified
 
     data = yaml.safe_load(CONFIG.read_text())
     data["gates"] = {"max_drift_share": 1, "max_noise_rate": 1, "min_accuracy": 0, "max_accuracy_drop": 1,

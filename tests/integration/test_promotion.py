@@ -19,16 +19,16 @@ from typing import Any
 
 import pytest
 import yaml
-from aire import stages
-from aire.cli import main
-from aire.datasets import german_credit, make_batch
+from aire.cli.main import main
+from aire.data.datasets import german_credit, make_batch
 from aire.home import PROJECT_ROOT, Home
-from aire.incidents import IncidentStore
-from aire.ledger import Ledger
-from aire.registry import CHALLENGER, CHAMPION, PREVIOUS, Registry
-from aire.run_context import RunSpec
-from aire.setup import prepare_home
-from aire.stages import run_all
+from aire.incidents.store import IncidentStore
+from aire.pipeline import stages
+from aire.pipeline.home_setup import prepare_home
+from aire.pipeline.run_context import RunSpec
+from aire.pipeline.stages import run_all
+from aire.registry.mlflow_registry import CHALLENGER, CHAMPION, PREVIOUS, Registry
+from aire.trust.ledger import Ledger
 
 from tests.support.homes import isolated_home
 
@@ -190,8 +190,8 @@ def test_a_failed_evaluation_still_gets_a_reject_decision(home: Home, story: dic
 PROMOTE_WHEN_TOLD = """
 import json, os, sys, time
 from pathlib import Path
-from aire import stages
-from aire.run_context import RunSpec
+from aire.pipeline import stages
+from aire.pipeline.run_context import RunSpec
 go = Path(sys.argv[3])
 while not go.exists():
     time.sleep(0.01)

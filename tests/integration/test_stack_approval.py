@@ -93,7 +93,7 @@ def start(deployment: Deployment, config_path: Path) -> str:
 
 
 def champion(deployment: Deployment) -> Any:
-    from aire.registry import Registry
+    from aire.registry.mlflow_registry import Registry
 
     with environment(deployment.client_env()):
         return Registry(deployment.mlflow.uri).champion(PIPELINE)
@@ -129,10 +129,9 @@ def test_only_an_approver_may_answer(approved: dict[str, Any]) -> None:
 
 
 def test_approval_promotes_and_records_the_approver(deployment: Deployment, approved: dict[str, Any]) -> None:
-    from mlflow import MlflowClient
-
     from aire.home import Home
-    from aire.ledger import Ledger
+    from aire.trust.ledger import Ledger
+    from mlflow import MlflowClient
 
     assert approved["state"] == "success", approved["tasks"]
     assert approved["tasks"]["promote"] == "success" and approved["tasks"]["reject"] == "skipped"

@@ -70,7 +70,7 @@ def test_fine_tune_goes_to_the_gpu_worker_and_everything_else_to_default(deploym
 
 def test_the_champion_is_set_and_its_artifacts_are_in_the_bucket(deployment: Deployment,
                                                                 finished: dict[str, Any]) -> None:
-    from aire.registry import Registry
+    from aire.registry.mlflow_registry import Registry
 
     with environment(deployment.client_env()):
         champion = Registry(deployment.mlflow.uri).champion(PIPELINE)

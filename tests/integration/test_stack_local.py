@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aire_airflow.glue import LANDING_ASSET as LANDING
+from aire_airflow.schedules import LANDING_ASSET as LANDING
 
 from tests.support.deployment import (
     ARTIFACT_BUCKET,
@@ -74,8 +74,8 @@ def test_a_landed_batch_schedules_a_retraining_run_on_that_batch(deployment: Dep
 def test_the_champion_is_set_and_its_artifacts_are_in_the_bucket(deployment: Deployment,
                                                                 landed: dict[str, Any]) -> None:
     from aire.home import Home
-    from aire.registry import Registry
-    from aire.status import pipeline_status
+    from aire.pipeline.status import pipeline_status
+    from aire.registry.mlflow_registry import Registry
 
     assert landed["tasks"]["promote"].state == "success"
     with environment(deployment.client_env()):
@@ -138,7 +138,7 @@ def test_the_schedulers_stdout_copy_of_task_logs_is_masked(deployment: Deploymen
 
 def test_an_experiment_the_library_creates_uses_the_servers_artifact_store(deployment: Deployment) -> None:
     from aire.home import Home
-    from aire.registry import Registry
+    from aire.registry.mlflow_registry import Registry
 
     with environment(deployment.client_env()):
         home = Home.from_env()

@@ -17,7 +17,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aire_airflow.glue import batch_uri, landed_batch
+from aire_airflow.context import batch_uri
+from aire_airflow.schedules import landed_batch
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +82,7 @@ def test_a_run_takes_the_triggered_batch_then_the_newest_landed_one_then_the_def
 # --- the landing watcher ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from aire.storage import S3Settings, s3_client
+    from aire.data.storage import S3Settings, s3_client
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

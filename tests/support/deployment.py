@@ -30,7 +30,8 @@ CONFIG = ROOT / "include" / "config" / "credit_risk.yaml"
 SECRETS_PROBE = '''
 import logging, os, pendulum
 from airflow.sdk import Connection, dag, task
-from aire_airflow.glue import mlflow_credentials, on_task_failure
+from aire_airflow.callbacks import on_task_failure
+from aire_airflow.connections import mlflow_credentials
 
 @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), tags=["test"],
      default_args={"retries": 2, "on_failure_callback": on_task_failure})
@@ -121,7 +122,7 @@ class Deployment:
         return sum(self.databases.terminate_connections(name) for name in names)
 
     def incidents(self, run_id: str) -> list[Any]:
-        from aire.incidents import IncidentStore
+        from aire.incidents.store import IncidentStore
 
         with IncidentStore(self.incidents_url) as store:
             return [i for i in store.list() if i.source.run_id == run_id]
@@ -136,7 +137,7 @@ def start_deployment(root: Path, databases: Databases, template: str, s3_server:
     ``components=False`` starts none: the metadata DB and environment for `airflow dags test`.
     """
     from aire.home import Home
-    from aire.setup import prepare_home
+    from aire.pipeline.home_setup import prepare_home
 
     home = root / "home"
     prepare_home(Home(home), migrate_airflow=False)  # keys and the example batches

@@ -178,7 +178,7 @@ class S3Server:
         wait_until(lambda: http_ok(f"{self.endpoint}/moto-api/"), 60, "moto's S3 server", [self.process])
 
     def client(self, endpoint: str | None = None) -> Any:
-        from aire.storage import S3Settings, s3_client
+        from aire.data.storage import S3Settings, s3_client
 
         return s3_client(S3Settings(endpoint_url=endpoint or self.endpoint, access_key_id="aire-test",
                                     secret_access_key="not-a-secret", region="us-east-1"))

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from aire.config import load_config, parse_config
 from aire.errors import ConfigError
+from aire.home import PROJECT_ROOT
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "include" / "config" / "credit_risk.yaml"
+EXAMPLE = PROJECT_ROOT / "include" / "config" / "credit_risk.yaml"
 
 
 def example() -> dict:

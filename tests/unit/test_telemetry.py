@@ -11,8 +11,8 @@ import pytest
 from aire import telemetry
 from aire.config import load_config
 from aire.home import PROJECT_ROOT
-from aire.incident_hooks import record_task_failure
-from aire.slo import History, RunRecord, evaluate_all
+from aire.incidents.sources import record_task_failure
+from aire.reliability.slo import History, RunRecord, evaluate_all
 from aire.telemetry import Telemetry
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -94,8 +94,8 @@ def test_pipeline_stages_record_their_duration(reader: InMemoryMetricReader, air
                                                tmp_path: Path) -> None:
     """The stages themselves report: a failing validate_data is a 'failure' point."""
     from aire.errors import DataValidationError
-    from aire.run_context import RunSpec
-    from aire.stages import validate_data
+    from aire.pipeline.run_context import RunSpec
+    from aire.pipeline.stages import validate_data
 
     empty = tmp_path / "empty.csv"
     empty.write_text("")

@@ -1,0 +1,181 @@
+"""The ``aire`` command line: every stage without a scheduler, plus status and set-up.
+
+Exit status 0 on success; 2 with a one-line reason on bad input (config, data, signature);
+1 on any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aire.cli
+from aire.errors import AireError, InputError
+from aire.home import PROJECT_ROOT, Home
+
+EXAMPLE_CONFIG = PROJECT_ROOT / "include" / "config" / "credit_risk.yaml"
+STAGES = ("validate-data", "analyze-errors", "fine-tune", "sign-model", "evaluate", "gate", "promote", "reject")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.handler(args)
+    except InputError as exc:
+        print(f"aire: {exc}", file=sys.stderr)
+        return 2
+    except AireError as exc:
+        print(f"aire: {exc}", file=sys.stderr)
+        return 1
+    return int(result or 0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aire", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    cmd = sub.add_parser("env", help="print the exports that point airflow, mlflow and aire at the home")
+    cmd.set_defaults(handler=_env)
+
+    cmd = sub.add_parser("init", help="prepare the embedded home: folders, key pair, Airflow DB, example batches")
+    cmd.add_argument("--skip-airflow", action="store_true", help="do not migrate the Airflow database")
+    cmd.set_defaults(handler=_init)
+
+    cmd = sub.add_parser("make-batches", help="write the example clean and corrupted batches")
+    cmd.add_argument("--out", type=Path, help="folder (default: $AIRE_HOME/data)")
+    cmd.set_defaults(handler=_make_batches)
+
+    cmd = sub.add_parser("status", help="the champion and open incidents")
+    cmd.add_argument("--config", default=str(EXAMPLE_CONFIG))
+    cmd.add_argument("--json", action="store_true")
+    cmd.set_defaults(handler=_status)
+
+    cmd = sub.add_parser("run", help="run every stage in this process, in order")
+    _run_args(cmd)
+    cmd.set_defaults(handler=_run_all)
+
+    cmd = sub.add_parser("stage", help="run one stage of a pipeline run")
+    cmd.add_argument("name", choices=STAGES)
+    _run_args(cmd)
+    cmd.add_argument("--champion-version", type=int, default=None,
+                     help="the champion pinned by validate-data (default: the current champion)")
+    cmd.set_defaults(handler=_one_stage)
+
+    cmd = sub.add_parser("demo", help="run aire_retrain through Airflow on the clean, then the corrupted batch")
+    cmd.set_defaults(handler=_demo)
+
+    # Each area's commands live in a module of aire.cli that defines add_commands(sub);
+    # they are found here so that adding one edits no list.
+    for module in sorted(m.name for m in pkgutil.iter_modules(aire.cli.__path__) if m.name != "main"):
+        importlib.import_module(f"aire.cli.{module}").add_commands(sub)
+    return parser
+
+
+def _run_args(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--config", default=str(EXAMPLE_CONFIG))
+    cmd.add_argument("--batch", required=True, help="CSV/Parquet path or s3:// URI")
+    cmd.add_argument("--run-key", default=None, help="names the run (default: cli-<UTC time>)")
+    cmd.add_argument("--epochs", type=int, default=None)
+    cmd.add_argument("--learning-rate", type=float, default=None)
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _env(args: argparse.Namespace) -> int:
+    for key, value in Home.from_env().environment().items():
+        print(f"export {key}={json.dumps(value)}")
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    from aire.pipeline.home_setup import prepare_home
+
+    _print(prepare_home(Home.from_env(), migrate_airflow=not args.skip_airflow))
+    return 0
+
+
+def _make_batches(args: argparse.Namespace) -> int:
+    from aire.data.datasets import write_example_batches
+
+    _print({k: str(v) for k, v in write_example_batches(args.out or Home.from_env().ensure().data_dir).items()})
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from aire.pipeline.status import pipeline_status
+
+    status = pipeline_status(args.config)
+    if args.json:
+        _print(status)
+    else:
+        champion = status["champion"]
+        print(f"model {status['model']}: " + (
+            f"champion v{champion['version']} digest {champion['digest']} verified={champion['verified']}"
+            if champion else "no champion yet"))
+        print(f"open incidents: {status['incidents']['open']}")
+    return 0
+
+
+def _spec(args: argparse.Namespace) -> Any:
+    from aire.pipeline.run_context import RunSpec
+
+    run_key = args.run_key or time.strftime("cli-%Y%m%dT%H%M%SZ", time.gmtime())
+    return RunSpec(config_path=args.config, batch_uri=args.batch, run_key=run_key,
+                   epochs=args.epochs, learning_rate=args.learning_rate)
+
+
+def _stage_table() -> dict[str, Callable[..., dict[str, Any]]]:
+    from aire.pipeline import stages
+
+    return {
+        "validate-data": lambda spec, v: stages.validate_data(spec),
+        "analyze-errors": stages.analyze_errors,
+        "fine-tune": stages.fine_tune,
+        "sign-model": lambda spec, v: stages.sign_model(spec),
+        "evaluate": stages.evaluate,
+        "gate": stages.gate,
+        "promote": lambda spec, v: stages.promote(spec),
+        "reject": lambda spec, v: stages.reject(spec),
+    }
+
+
+def _one_stage(args: argparse.Namespace) -> int:
+    from aire.config import load_config
+    from aire.registry.mlflow_registry import Registry
+
+    spec = _spec(args)
+    version = args.champion_version
+    if version is None and args.name != "validate-data":
+        home = Home.from_env()
+        champion = Registry(home.mlflow_tracking_uri).champion(load_config(spec.config_path).name)
+        version = champion.version if champion else None
+    _print({"run_key": spec.run_key, args.name: _stage_table()[args.name](spec, version)})
+    return 0
+
+
+def _run_all(args: argparse.Namespace) -> int:
+    from aire.pipeline.stages import run_all
+
+    outcome = run_all(_spec(args))
+    _print(outcome)
+    return 0 if outcome["outcome"] == "promoted" else 3
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from aire.pipeline.demo import run_demo
+
+    return run_demo(Home.from_env(), EXAMPLE_CONFIG)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""Data drift of a batch against the champion's training reference (Evidently).
+
+``drift`` compares the new batch with the reference the champion was trained on. Evidently
+drops missing values before it tests a column, so a column that went half-empty looks
+unchanged to it; the null-rate change and unseen categories are therefore computed here,
+and a null rate that rose by more than ``gates.max_null_rate_increase`` counts as drift.
+A column with no values at all on either side cannot be tested: it counts as drifted and
+is listed in ``untestable_columns``, which the gate reads as incomplete drift evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from aire.config import PipelineConfig
+from aire.errors import AireError, DataValidationError
+from aire.evaluation.report import atomic_write_text
+
+__all__ = ["ColumnDrift", "DriftResult", "NullRate", "drift"]
+
+
+@dataclass(frozen=True)
+class ColumnDrift:
+    method: str
+    score: float | None
+    threshold: float | None
+    drifted: bool
+    reasons: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "score": _finite_or_none(self.score), "threshold": self.threshold,
+                "drifted": self.drifted, "reasons": list(self.reasons)}
+
+
+@dataclass(frozen=True)
+class NullRate:
+    reference: float
+    current: float
+
+    @property
+    def change(self) -> float:
+        return self.current - self.reference
+
+    def to_dict(self) -> dict[str, float]:
+        return {"reference": self.reference, "current": self.current, "change": self.change}
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    drift_share: float  # drifted feature columns / feature columns, null-rate flags included
+    drifted_columns: tuple[str, ...]
+    per_feature: dict[str, ColumnDrift]
+    null_rate_change: dict[str, NullRate]
+    new_categories: dict[str, tuple[str, ...]]
+    evidently_drift_share: float | None  # Evidently's own share, over the columns it could test
+    n_reference: int
+    n_current: int
+    files: dict[str, str] = field(default_factory=dict)
+    # Columns with no values on one side: counted as drifted, but their drift is unmeasured,
+    # so the gate treats the drift evidence as incomplete and rejects.
+    untestable_columns: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "drift_share": self.drift_share,
+            "drifted_columns": list(self.drifted_columns),
+            "per_feature": {col: d.to_dict() for col, d in self.per_feature.items()},
+            "null_rate_change": {col: r.to_dict() for col, r in self.null_rate_change.items()},
+            "new_categories": {col: list(v) for col, v in self.new_categories.items()},
+            "evidently_drift_share": self.evidently_drift_share,
+            "n_reference": self.n_reference,
+            "n_current": self.n_current,
+            "files": dict(self.files),
+            "untestable_columns": list(self.untestable_columns),
+        }
+
+
+def drift(reference: pd.DataFrame, current: pd.DataFrame, config: PipelineConfig, out_dir: Path, *,
+          reference_name: str = "reference", current_name: str = "current batch") -> DriftResult:
+    """Drift of ``current`` against ``reference`` on the config's feature columns.
+
+    Writes ``drift.html`` and ``drift.json`` (Evidently's snapshot) into ``out_dir``.
+    Raises DataValidationError for an empty frame, a missing feature column, or a numeric
+    feature that is not numeric or holds infinities.
+    """
+    numeric = list(config.dataset.features.numeric)
+    categorical = list(config.dataset.features.categorical)
+    features = [*numeric, *categorical]
+    for frame, name in ((reference, reference_name), (current, current_name)):
+        _check_drift_input(frame, name, numeric, features)
+
+    null_rates = {c: NullRate(_null_rate(reference[c]), _null_rate(current[c])) for c in features}
+    new_categories = {c: _unseen_values(reference[c], current[c]) for c in categorical}
+
+    # Evidently refuses a column with no values at all; such a column is drift by definition.
+    per_feature: dict[str, ColumnDrift] = {}
+    testable = [c for c in features if reference[c].notna().any() and current[c].notna().any()]
+    for column in features:
+        if column not in testable:
+            empty_in = current_name if current[column].isna().all() else reference_name
+            per_feature[column] = ColumnDrift(f"no values in {empty_in}", None, None, True,
+                                              (f"all values missing in {empty_in}",))
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    evidently_share: float | None = None
+    if testable:
+        snapshot_json, evidently_share, tested = _run_evidently(reference, current, numeric, categorical,
+                                                                testable, out_dir)
+        per_feature.update(tested)
+    else:
+        snapshot_json = json.dumps({"metrics": [], "tests": [], "note": "no column had values to test"})
+        atomic_write_text(out_dir / "drift.html", "<!doctype html><title>drift</title>"
+                                                   "<p>No feature column had values to test.</p>")
+    atomic_write_text(out_dir / "drift.json", snapshot_json)
+
+    limit = config.gates.max_null_rate_increase
+    for column, rate in null_rates.items():
+        if rate.change > limit and column in testable:
+            old = per_feature[column]
+            reason = f"null rate rose by {rate.change:.3f} (> {limit})"
+            per_feature[column] = ColumnDrift(old.method, old.score, old.threshold, True, (*old.reasons, reason))
+
+    ordered = {c: per_feature[c] for c in features}
+    drifted = tuple(c for c, d in ordered.items() if d.drifted)
+    return DriftResult(
+        drift_share=len(drifted) / len(features), drifted_columns=drifted, per_feature=ordered,
+        null_rate_change=null_rates, new_categories={c: v for c, v in new_categories.items() if v},
+        evidently_drift_share=evidently_share, n_reference=len(reference), n_current=len(current),
+        files={"drift_html": str(out_dir / "drift.html"), "drift_json": str(out_dir / "drift.json")},
+        untestable_columns=tuple(c for c in features if c not in testable),
+    )
+
+
+def _check_drift_input(frame: pd.DataFrame, name: str, numeric: Sequence[str], features: Sequence[str]) -> None:
+    if len(frame) == 0:
+        raise DataValidationError(name, None, "row count >= 1", "no rows to compare")
+    for column in features:
+        if column not in frame.columns:
+            raise DataValidationError(name, column, "column present", "feature column missing")
+    for column in numeric:
+        values = frame[column]
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            raise DataValidationError(name, column, "numeric dtype", f"dtype is {values.dtype}")
+        infinite = int(np.isinf(values.to_numpy(dtype=np.float64, na_value=np.nan)).sum())
+        if infinite:
+            raise DataValidationError(name, column, "finite values", f"{infinite} infinite value(s)")
+
+
+def _run_evidently(reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str],
+                   categorical: list[str], columns: list[str],
+                   out_dir: Path) -> tuple[str, float | None, dict[str, ColumnDrift]]:
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    definition = DataDefinition(numerical_columns=[c for c in numeric if c in columns],
+                                categorical_columns=[c for c in categorical if c in columns])
+    with warnings.catch_warnings():
+        # Evidently's histograms divide by zero on constant columns; the tests are unaffected.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        snapshot = Report([DataDriftPreset(columns=columns)], include_tests=True).run(
+            Dataset.from_pandas(current[columns].reset_index(drop=True), data_definition=definition),
+            Dataset.from_pandas(reference[columns].reset_index(drop=True), data_definition=definition),
+        )
+        snapshot_json = snapshot.json()  # dict() holds TestStatus enums; json() is JSON-safe
+        with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+            staged = Path(tmp) / "drift.html"
+            snapshot.save_html(str(staged))
+            os.replace(staged, out_dir / "drift.html")
+    record = json.loads(snapshot_json)
+
+    scores: dict[str, float] = {}
+    share: float | None = None
+    for metric in record.get("metrics", []):
+        kind = metric.get("config", {}).get("type", "")
+        if kind.endswith(":ValueDrift"):
+            scores[metric["config"]["column"]] = float(metric["value"])
+        elif kind.endswith(":DriftedColumnsCount"):
+            share = float(metric["value"]["share"])
+    # The per-column test says whether the score crossed the method's threshold: for a
+    # p-value below it, for a distance above it. Reading the verdict avoids redoing that.
+    tested: dict[str, ColumnDrift] = {}
+    for test in record.get("tests", []):
+        params = test.get("metric_config", {}).get("params", {})
+        if not str(params.get("type", "")).endswith(":ValueDrift"):
+            continue
+        column = params["column"]
+        drifted = test["status"] == "FAIL"
+        tested[column] = ColumnDrift(str(params.get("method")), scores.get(column), params.get("threshold"),
+                                     drifted, ("distribution changed",) if drifted else ())
+    missing = sorted(set(columns) - set(tested))
+    if missing:
+        raise AireError(f"Evidently's report has no drift verdict for column(s) {missing}")
+    return snapshot_json, share, tested
+
+
+def _null_rate(values: pd.Series) -> float:
+    return float(values.isna().mean())
+
+
+def _unseen_values(reference: pd.Series, current: pd.Series) -> tuple[str, ...]:
+    known = {_value_key(v) for v in reference.dropna().unique()}
+    return tuple(sorted({_value_key(v) for v in current.dropna().unique()} - known))
+
+
+def _value_key(value: object) -> str:
+    """2, 2.0 (an int column upcast by a NaN) and "2" are one category."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None

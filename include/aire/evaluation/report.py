@@ -1,0 +1,232 @@
+"""The evaluation report: evaluation.json (the gate's evidence) and evaluation.html.
+
+The page is rendered from the JSON record, not from the result objects, so the page and
+the gate's evidence can never disagree. No scripts, no external assets: the page opens
+from an MLflow artifact view or a file system alike. Every value is HTML-escaped. Both
+files are written atomically (temporary name, then rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aire.evaluation.candidate import QualityComparison, QualityResult
+    from aire.evaluation.drift import DriftResult
+    from aire.evaluation.fairness import FairnessResult
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:75em}
+table{border-collapse:collapse;margin:.5em 0 1.5em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+th{background:#f3f3f3}
+.bad{color:#a40000;font-weight:600} .na{color:#777;font-style:italic}
+"""
+
+_QUALITY_ROWS = (("accuracy", "Accuracy"), ("macro_f1", "Macro F1"), ("roc_auc", "ROC AUC"),
+                 ("ece", "Expected calibration error (10 bins)"), ("n_rows", "Rows scored"))
+_PAIRED_SE = {"accuracy": "accuracy_drop_se", "macro_f1": "macro_f1_drop_se", "roc_auc": "roc_auc_drop_se",
+              "ece": "ece_increase_se"}
+
+
+def write_report(out_dir: Path, drift: DriftResult | None, candidate: QualityResult | None,
+                 champion: QualityResult | None, fairness_candidate: FairnessResult | None,
+                 fairness_champion: FairnessResult | None, *, comparison: QualityComparison | None = None,
+                 problems: Sequence[tuple[str, str]] = (), first_run: bool | None = None) -> dict[str, Path]:
+    """Write evaluation.json and evaluation.html into ``out_dir``; returns their paths.
+
+    A None result is a part that was not computed: on a first run (no champion, so no
+    reference data and nothing to compare with) or because it failed, in which case
+    ``problems`` holds (what, why). ``first_run`` defaults to "no champion quality".
+    """
+    first = champion is None if first_run is None else first_run
+    record: dict[str, Any] = {
+        "schema": "aire.evaluation/2",
+        "drift": drift.to_dict() if drift else None,
+        "quality": {"candidate": candidate.to_dict() if candidate else None,
+                    "champion": champion.to_dict() if champion else None,
+                    "comparison": comparison.to_dict() if comparison else None},
+        "fairness": {"candidate": fairness_candidate.to_dict() if fairness_candidate else None,
+                     "champion": fairness_champion.to_dict() if fairness_champion else None},
+        "not_computed": [*_not_computed(first, drift, candidate, champion, fairness_candidate, fairness_champion),
+                         *({"what": what, "reason": why} for what, why in problems)],
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "evaluation.json", "html": out_dir / "evaluation.html"}
+    # The page first: the JSON is the gate's evidence, and its presence means "complete".
+    atomic_write_text(paths["html"], render_evaluation(record))
+    atomic_write_text(paths["json"], json.dumps(record, indent=2, allow_nan=False) + "\n")
+    return paths
+
+
+def atomic_write_text(target: Path, text: str) -> None:
+    """Write beside the target, then rename: a killed task leaves the last good file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(name, target)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def _not_computed(first_run: bool, drift: DriftResult | None, candidate: QualityResult | None,
+                  champion: QualityResult | None, fairness_candidate: FairnessResult | None,
+                  fairness_champion: FairnessResult | None) -> list[dict[str, str]]:
+    gaps: list[dict[str, str]] = []
+    if first_run:
+        gaps.append({"what": "drift", "reason": "no reference data (first run: there is no champion yet)"})
+        gaps.append({"what": "champion quality and fairness", "reason": "no champion to compare with"})
+    if drift is not None:
+        gaps.extend({"what": f"drift of column '{column}'", "reason": drift.per_feature[column].method}
+                    for column in drift.untestable_columns)
+    for role, result in (("candidate", candidate), ("champion", champion)):
+        if result is not None and result.roc_auc is None:
+            gaps.append({"what": f"{role} ROC AUC", "reason": result.roc_auc_reason or "unknown"})
+    for role, fair in (("candidate", fairness_candidate), ("champion", fairness_champion)):
+        if fair is not None:
+            gaps.extend({"what": f"{role} {what}", "reason": why} for what, why in fair.not_computable())
+    return gaps
+
+
+def render_evaluation(record: Mapping[str, Any]) -> str:
+    quality = record.get("quality") or {}
+    fairness = record.get("fairness") or {}
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>AIRE evaluation</title>",
+        f"<style>{_STYLE}</style></head><body><h1>Evaluation of the candidate</h1>",
+        _quality_section(quality.get("candidate") or {}, quality.get("champion")),
+        _comparison_section(quality.get("comparison")),
+        _drift_section(record.get("drift")),
+        _fairness_section(fairness.get("candidate"), "candidate"),
+        _fairness_section(fairness.get("champion"), "champion"),
+        _not_computed_section(record.get("not_computed") or []),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _quality_section(candidate: Mapping[str, Any], champion: Mapping[str, Any] | None) -> str:
+    rows = []
+    for key, label in _QUALITY_ROWS:
+        ours, theirs = candidate.get(key), (champion or {}).get(key)
+        delta: float | None = None
+        if isinstance(ours, float) and isinstance(theirs, float):
+            delta = ours - theirs
+        shown = _num(theirs) if champion else _na("no champion")
+        rows.append([label, _num(ours), shown, _num(delta, signed=True)])
+    positive = escape(str(candidate.get("positive_label")))
+    note = f"<p>Positive class (ROC AUC, selection rate): <code>{positive}</code></p>"
+    header = ["metric", "candidate", "champion", "Δ"]
+    return "<h2>Quality on the whole holdout</h2>" + note + _table(header, rows)
+
+
+def _comparison_section(comparison: Mapping[str, Any] | None) -> str:
+    title = "<h2>Candidate vs champion, on the same rows</h2>"
+    if not comparison:
+        return title + "<p class='na'>Not compared (see below).</p>"
+    ours, theirs = comparison.get("candidate") or {}, comparison.get("champion") or {}
+    rows = []
+    for key, label in _QUALITY_ROWS:
+        a, b = ours.get(key), theirs.get(key)
+        delta = a - b if isinstance(a, float) and isinstance(b, float) else None
+        se = comparison.get(_PAIRED_SE[key]) if key in _PAIRED_SE else None
+        rows.append([label, _num(a), _num(b), _num(delta, signed=True), _num(se)])
+    return (title + f"<p>Rows: {escape(str(comparison.get('basis')))} ({comparison.get('n_rows')} scored, "
+            f"{comparison.get('n_excluded')} left out). The paired standard error is that of the "
+            "difference between the two models on these rows; the gate allows a regression of its "
+            "tolerance plus z of them.</p>"
+            + _table(["metric", "candidate", "champion", "Δ", "paired SE of Δ"], rows))
+
+
+def _drift_section(drift: Mapping[str, Any] | None) -> str:
+    if not drift:
+        return "<h2>Drift</h2><p class='na'>Not computed (see the list at the end).</p>"
+    nulls = drift.get("null_rate_change") or {}
+    rows = []
+    for column, d in (drift.get("per_feature") or {}).items():
+        rate = nulls.get(column) or {}
+        verdict = "<span class='bad'>drifted</span>" if d.get("drifted") else "no"
+        rows.append([escape(column), escape(str(d.get("method"))), _num(d.get("score")), _num(d.get("threshold")),
+                     verdict, escape("; ".join(d.get("reasons") or [])),
+                     f"{_num(rate.get('reference'))} → {_num(rate.get('current'))}"])
+    new = drift.get("new_categories") or {}
+    new_html = "".join(f"<li><code>{escape(c)}</code>: {escape(', '.join(map(str, v)))}</li>" for c, v in new.items())
+    return (
+        f"<h2>Drift</h2><p>Share of drifted feature columns: <b>{_num(drift.get('drift_share'))}</b> "
+        f"(Evidently alone: {_num(drift.get('evidently_drift_share'))}); reference {drift.get('n_reference')} rows, "
+        f"current {drift.get('n_current')} rows. Full Evidently report: <a href='drift.html'>drift.html</a>.</p>"
+        + _table(["column", "method", "score", "threshold", "drifted", "why", "null rate ref → cur"], rows)
+        + (f"<p>Values never seen in the reference:</p><ul>{new_html}</ul>" if new_html else "")
+    )
+
+
+def _fairness_section(result: Mapping[str, Any] | None, role: str) -> str:
+    title = f"<h2>Fairness of the {role}</h2>"
+    if result is None:
+        return title + "<p class='na'>Not computed (see the list at the end).</p>"
+    why = f" — {escape(str(result['reason']))}" if result.get("reason") else ""
+    summary = (f"<p>Worst gap over attributes: <b>{_num(result.get('max_gap'))}</b>{why}; "
+               f"groups under {result.get('min_group_count')} rows are undefined.</p>")
+    parts = [title, summary]
+    for name, attribute in (result.get("attributes") or {}).items():
+        parts.append(f"<h3>{escape(name)}</h3>")
+        if not attribute.get("computable"):
+            parts.append(f"<p class='bad'>Not computable: {escape(str(attribute.get('reason')))}</p>")
+        rows = [[escape(str(g.get("group"))), _num(g.get("count")), _num(g.get("selection_rate")), _num(g.get("tpr")),
+                 _num(g.get("fpr")), _num(g.get("accuracy")),
+                 _undefined(g.get("undefined") or {})]
+                for g in attribute.get("groups") or []]
+        if rows:
+            parts.append(_table(["group", "rows", "selection rate", "TPR", "FPR", "accuracy", "undefined"], rows))
+        parts.append(f"<p>Demographic parity difference {_num(attribute.get('demographic_parity_difference'))}, "
+                     f"equalized odds difference {_num(attribute.get('equalized_odds_difference'))}.</p>")
+    return "".join(parts)
+
+
+def _undefined(reasons: Mapping[str, str]) -> str:
+    """One line per distinct reason: a small group's four metrics share one."""
+    by_reason: dict[str, list[str]] = {}
+    for metric, why in reasons.items():
+        by_reason.setdefault(str(why), []).append(str(metric))
+    return escape("; ".join(f"{', '.join(metrics)}: {why}" for why, metrics in by_reason.items()))
+
+
+def _not_computed_section(items: Sequence[Mapping[str, str]]) -> str:
+    if not items:
+        return "<h2>Not computed</h2><p>Everything was computed.</p>"
+    rows = [[escape(str(i.get("what"))), escape(str(i.get("reason")))] for i in items]
+    return "<h2>Not computed</h2>" + _table(["what", "why"], rows)
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _num(value: Any, signed: bool = False) -> str:
+    if value is None:
+        return _na("n/a")
+    if isinstance(value, bool) or not _is_number(value):
+        return escape(str(value))
+    if isinstance(value, int):
+        return str(value)
+    if value != 0 and abs(value) < 1e-4:
+        return f"{value:.2e}"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def _na(text: str) -> str:
+    return f"<span class='na'>{escape(text)}</span>"

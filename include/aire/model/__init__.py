@@ -1,0 +1,2 @@
+"""The model recipes: the network and its directory format, preprocessing, and training.
+"""

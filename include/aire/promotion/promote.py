@@ -1,0 +1,179 @@
+"""Registering a verified candidate and moving the aliases, one move at a time.
+
+A candidate that passed the gate is registered once (tags: run key, data digest, signed
+digest) and becomes the ``challenger``. It then becomes the ``champion`` (the version it
+replaces keeps ``previous``) only if the champion is still the one the gate compared it
+with. Two runs promoting at once, both judged against champion v1, cannot both be right:
+the first to take the lock moves the champion; the second finds it moved, and its
+candidate stays the challenger, never compared with the new champion (run its batch
+again to compare them). So the champion only ever moves to a model that passed the gate
+against the very model it replaces, and never back to an older one: going back is the job
+of rollback, which is recorded as such.
+
+``alias_lock`` serializes alias moves per pipeline. On one host (or a shared file system
+with POSIX locks) an ``fcntl`` lock on ``<home>/locks/<pipeline>.lock`` does it. Workers
+on several hosts that share a PostgreSQL-backed MLflow do not share that file, so when a
+lock URL names PostgreSQL (``AIRE_LOCK_URL``, else ``AIRE_INCIDENTS_DB``) a session-level
+advisory lock on that server is taken as well. A worker that dies holding the lock
+releases both: the kernel drops the flock, PostgreSQL ends the session.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aire.errors import AireError, ConfigError
+from aire.home import Home
+from aire.promotion.promote.approval import TAG_APPROVED_BY, ApprovalRecord
+from aire.registry.mlflow_registry import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS,
+    TAG_DATA_DIGEST,
+    TAG_SIGNED_DIGEST,
+)
+
+if TYPE_CHECKING:
+    from aire.pipeline.run_context import RunContext
+
+PROMOTION = "promotion"
+LOCK_URL_ENV = "AIRE_LOCK_URL"
+log = logging.getLogger(__name__)
+
+
+def lock_url(home: Home) -> str | None:
+    """The PostgreSQL server whose advisory locks serialize alias moves, if there is one."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    explicit = os.environ.get(LOCK_URL_ENV)
+    url = explicit or home.incidents_db_url
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError as exc:
+        raise ConfigError(f"{LOCK_URL_ENV if explicit else 'AIRE_INCIDENTS_DB'}: not a database URL: {exc}") from None
+    if backend == "postgresql":
+        return url
+    if explicit:
+        raise ConfigError(f"{LOCK_URL_ENV} must name a PostgreSQL server, got a {backend} URL")
+    return None
+
+
+@contextmanager
+def alias_lock(home: Home, pipeline: str, *, timeout_s: float = 600.0) -> Iterator[None]:
+    """Hold the pipeline's alias lock: the file lock, and the PostgreSQL one when configured."""
+    url = lock_url(home)
+    with _file_lock(home.root / "locks" / f"{pipeline}.lock"):
+        if url is None:
+            yield
+        else:
+            with advisory_lock(url, f"aire.alias:{pipeline}", timeout_s=timeout_s):
+                yield
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def advisory_lock(url: str, name: str, *, timeout_s: float = 600.0) -> Iterator[None]:
+    """A PostgreSQL session-level advisory lock on the 64-bit hash of ``name``."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":  # SQLAlchemy's default driver (psycopg2) is not installed
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    engine = create_engine(parsed, poolclass=NullPool)
+    deadline = time.monotonic() + timeout_s
+    try:
+        with engine.connect() as conn:
+            # Polling with try-lock (not a blocking pg_advisory_lock) bounds the wait.
+            while not conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar():
+                conn.commit()
+                if time.monotonic() > deadline:
+                    raise AireError(f"lock '{name}' on {parsed.host}: still held by another worker "
+                                    f"after {timeout_s:.0f} s")
+                time.sleep(0.05)
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                conn.commit()
+    finally:
+        engine.dispose()
+
+
+def promote_candidate(ctx: RunContext, signed_digest: str, *,
+                      approval: ApprovalRecord | None = None) -> dict[str, Any]:
+    """``approval``: the person's answer when one was asked for; who approved goes into the
+    version's tags and the ledger's promotion entry."""
+    decision = ctx.read_json("decision.json")
+    judged_against = decision.get("champion_version")  # the champion the gate compared it with
+    data_digest = ctx.read_json("validation", "validation.json").get("data_digest") or ""
+    tags = {TAG_SIGNED_DIGEST: signed_digest}
+    if data_digest:
+        tags[TAG_DATA_DIGEST] = data_digest
+    approved_by = approval.who if approval and approval.approved else None
+    if approved_by:
+        tags[TAG_APPROVED_BY] = approved_by
+    registry = ctx.registry
+    with alias_lock(ctx.home, ctx.name):
+        current = registry.champion(ctx.name)
+        current_version = current.version if current else None
+        version, created = registry.register(ctx.name, ctx.mlflow_run_id, ctx.spec.run_key, tags)
+        moved, challenger = False, False
+        if current_version == version.version:
+            reason = "already the champion (a re-run of the run that promoted it)"
+        elif current_version != judged_against:
+            reason = (f"the champion moved to v{current_version} after the gate compared this candidate with "
+                      f"{'no champion' if judged_against is None else f'v{judged_against}'}; not promoted")
+            if current_version is None or version.version > current_version:
+                registry.set_alias(ctx.name, CHALLENGER, version.version)
+                challenger, reason = True, reason + ", kept as the challenger (run its batch again to compare)"
+        else:
+            registry.set_alias(ctx.name, CHALLENGER, version.version)
+            if current is not None:
+                registry.set_alias(ctx.name, PREVIOUS, current.version)
+            registry.set_alias(ctx.name, CHAMPION, version.version)
+            registry.delete_alias(ctx.name, CHALLENGER)
+            moved, reason = True, f"promoted over {'no champion' if current is None else f'v{current.version}'}"
+            ctx.ledger.append(PROMOTION, {
+                "pipeline": ctx.name, "run_key": ctx.spec.run_key, "to_version": version.version,
+                "from_version": current_version, "digest": signed_digest,
+                "from_digest": current.signed_digest if current else None, "decision": decision,
+                **({"approval": approval.to_dict()} if approval else {}),
+            })
+    if not moved:
+        log.warning("model '%s' v%s: %s", ctx.name, version.version, reason)
+    if not created and version.signed_digest != signed_digest:
+        # A cleared and re-run run: its version was registered by the first pass, and this
+        # pass's retrained candidate (another digest) is kept beside it, not registered.
+        log.warning("run %s already registered version %s (digest %s); candidate %s is not registered",
+                    ctx.spec.run_key, version.version, version.signed_digest, signed_digest)
+    champion = registry.champion(ctx.name)
+    return {
+        "version": version.version, "registered_now": created, "champion_moved": moved, "reason": reason,
+        "challenger": challenger, "champion_version": champion.version if champion else None,
+        "digest": version.signed_digest, "candidate_digest": signed_digest,
+        "previous_version": current_version if moved else None, "approved_by": approved_by,
+    }
+

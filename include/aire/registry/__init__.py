@@ -1,0 +1,2 @@
+"""MLflow tracking and the model registry, as the pipeline uses them.
+"""

@@ -1,0 +1,2 @@
+"""Service-level objectives over a pipeline's run history: SLIs, error budgets, burn rates.
+"""

@@ -1,0 +1,77 @@
+"""`aire sign` / `aire verify` as a user runs them: exit status and reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+AIRE = str(Path(sys.executable).with_name("aire"))
+
+
+def aire(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AIRE_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([AIRE, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture()
+def model_dir(tmp_path: Path) -> Path:
+    model = tmp_path / "model"
+    model.mkdir()
+    save_file({"w": torch.arange(64, dtype=torch.float32)}, str(model / "weights.safetensors"))
+    (model / "model.json").write_text(json.dumps({"recipe": "tabular", "classes": [0, 1]}))
+    return model
+
+
+def test_sign_then_verify_with_the_homes_key(tmp_path: Path, model_dir: Path) -> None:
+    signed = aire(tmp_path / "home", "sign", "--model", str(model_dir))
+    assert signed.returncode == 0, signed.stderr
+    digest = json.loads(signed.stdout)["digest"]
+    assert (tmp_path / "model.sig").is_file()
+    verified = aire(tmp_path / "home", "verify", "--model", str(model_dir))
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["digest"] == digest
+
+
+def test_verify_fails_naming_the_changed_file(tmp_path: Path, model_dir: Path) -> None:
+    assert aire(tmp_path / "home", "sign", "--model", str(model_dir)).returncode == 0
+    (model_dir / "model.json").write_text(json.dumps({"recipe": "tabular", "classes": [1, 0]}))
+    verified = aire(tmp_path / "home", "verify", "--model", str(model_dir))
+    assert verified.returncode == 2
+    assert "changed bytes in model.json" in verified.stderr and verified.stdout == ""
+
+
+def test_verify_with_another_public_key_fails(tmp_path: Path, model_dir: Path) -> None:
+    assert aire(tmp_path / "home", "sign", "--model", str(model_dir)).returncode == 0
+    other = tmp_path / "other-home"
+    assert aire(other, "sign", "--model", str(model_dir), "--signature", str(tmp_path / "x.sig")).returncode == 0
+    verified = aire(tmp_path / "home", "verify", "--model", str(model_dir),
+                    "--public-key", str(other / "keys" / "signing.pub"))
+    assert verified.returncode == 2 and "key" in verified.stderr
+
+
+def test_sign_with_an_explicit_key_and_signature_path(tmp_path: Path, model_dir: Path) -> None:
+    from aire.trust.keys import ensure_keypair
+
+    pair = ensure_keypair(tmp_path / "keys")
+    signature = tmp_path / "elsewhere.sig"
+    assert aire(tmp_path / "home", "sign", "--model", str(model_dir), "--key", str(pair.private),
+                "--signature", str(signature)).returncode == 0
+    ok = aire(tmp_path / "home", "verify", "--model", str(model_dir), "--signature", str(signature),
+              "--public-key", str(pair.public))
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_verify_without_a_public_key_or_target_explains(tmp_path: Path, model_dir: Path) -> None:
+    missing = aire(tmp_path / "empty-home", "verify", "--model", str(model_dir))
+    assert missing.returncode == 2 and "no public key" in missing.stderr
+    assert aire(tmp_path / "home", "sign", "--model", str(model_dir)).returncode == 0
+    nothing = aire(tmp_path / "home", "verify")
+    assert nothing.returncode == 2 and "--model" in nothing.stderr

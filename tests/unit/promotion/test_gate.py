@@ -1,0 +1,333 @@
+"""The fail-closed promotion gate: a policy table, missing and garbled evidence, first runs,
+the relative noise check, the noise-aware tolerances for accuracy, F1, ROC AUC and
+calibration error, and the leakage check."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from aire.config import Gates, parse_config
+from aire.evaluation.candidate import (
+    ColumnDrift,
+    DriftResult,
+    NullRate,
+    compare_quality,
+    fairness,
+    quality,
+    write_report,
+)
+from aire.promotion.promote.gate import NOT_APPLICABLE, Evidence, decide, evidence_from_files
+
+REGRESSIONS = ["accuracy_drop_vs_champion", "macro_f1_drop_vs_champion", "roc_auc_drop_vs_champion",
+               "calibration_error_increase_vs_champion"]
+CHECKS = ["data_validation", "drift_share", "noise_rate", "accuracy", *REGRESSIONS, "label_leakage",
+          "group_suspect_rate_gap", "fairness_gap", "fairness_gap_increase_vs_champion", "signature_verified"]
+
+# Each regression is 0.01 against an allowance of tolerance + 2.326 x 0.01: accuracy, F1 and
+# ROC AUC 0.04326, calibration error 0.05326.
+GOOD = Evidence(validation_passed=True, drift_share=0.1, first_run=False, noise_rate=0.25,
+                champion_noise_rate=0.28, candidate_accuracy=0.76, compared_candidate_accuracy=0.75,
+                compared_champion_accuracy=0.76, accuracy_drop_se=0.01,
+                compared_candidate_macro_f1=0.70, compared_champion_macro_f1=0.71, macro_f1_drop_se=0.01,
+                compared_candidate_roc_auc=0.78, compared_champion_roc_auc=0.79, roc_auc_drop_se=0.01,
+                compared_candidate_ece=0.08, compared_champion_ece=0.07, ece_increase_se=0.01,
+                leaking_features=(), group_suspect_rates=(("sex", "female", 200, 0.15), ("sex", "male", 500, 0.13)),
+                candidate_fairness_gap=0.10, champion_fairness_gap=0.08,
+                signature_verified=True)
+
+
+def _failed(gates: Gates, evidence: Evidence) -> list[str]:
+    decision = decide(gates, evidence)
+    assert decision.promote == (not decision.failed)
+    return decision.failed
+
+
+def _check(gates: Gates, evidence: Evidence, name: str) -> Any:
+    return next(c for c in decide(gates, evidence).checks if c.name == name)
+
+
+def test_all_evidence_good_promotes() -> None:
+    decision = decide(Gates(), GOOD)
+    assert decision.promote and [c.name for c in decision.checks] == CHECKS
+    assert all(c.passed for c in decision.checks)
+    record = json.loads(json.dumps(decision.to_dict(), allow_nan=False))
+    assert record["promote"] is True and record["failed"] == []
+    assert record["checks"][0] == {"name": "data_validation", "value": True, "threshold": True,
+                                   "passed": True, "reason": "passed"}
+
+
+@pytest.mark.parametrize(("gates", "change", "failing"), [
+    ({}, {"validation_passed": False}, "data_validation"),
+    ({}, {"drift_share": 0.31}, "drift_share"),
+    ({}, {"noise_rate": 0.34}, "noise_rate"),  # above the champion's 0.28 + 0.05
+    ({}, {"noise_rate": 0.2, "champion_noise_rate": 0.1}, "noise_rate"),  # a clean champion is the bar
+    ({"max_noise_rate": 0.3}, {"noise_rate": 0.31}, "noise_rate"),  # the cap: no ratcheting up
+    ({"min_accuracy": 0.8}, {}, "accuracy"),
+    ({}, {"compared_candidate_accuracy": 0.71}, "accuracy_drop_vs_champion"),  # 0.05 > 0.04326
+    ({"accuracy_drop_z": 0}, {"compared_candidate_accuracy": 0.735}, "accuracy_drop_vs_champion"),  # old name
+    ({}, {"compared_candidate_macro_f1": 0.66}, "macro_f1_drop_vs_champion"),  # 0.05 > 0.04326
+    ({"max_f1_drop": 0.0, "regression_z": 0}, {}, "macro_f1_drop_vs_champion"),
+    ({}, {"compared_candidate_roc_auc": 0.74}, "roc_auc_drop_vs_champion"),  # 0.05 > 0.04326
+    ({"max_roc_auc_drop": 0.0}, {"roc_auc_drop_se": 0.001}, "roc_auc_drop_vs_champion"),
+    ({}, {"compared_candidate_ece": 0.13}, "calibration_error_increase_vs_champion"),  # 0.06 > 0.05326
+    ({}, {"leaking_features": ("copied_label",)}, "label_leakage"),
+    # 0.34 - 0.14 = 0.20 against 0.02 + 2.326 x SE 0.047
+    ({}, {"group_suspect_rates": (("sex", "female", 126, 0.34), ("sex", "male", 274, 0.14))},
+     "group_suspect_rate_gap"),
+    ({}, {"candidate_fairness_gap": 0.30, "champion_fairness_gap": 0.28}, "fairness_gap"),
+    ({}, {"candidate_fairness_gap": 0.20}, "fairness_gap_increase_vs_champion"),  # +0.12 over 0.08
+    ({}, {"signature_verified": False}, "signature_verified"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_each_single_failure_is_named(gates: dict[str, float], change: dict[str, Any], failing: str) -> None:
+    assert _failed(Gates(**gates), replace(GOOD, **change)) == [failing]
+
+
+@pytest.mark.parametrize("change", [
+    {"drift_share": 0.3}, {"noise_rate": 0.33}, {"noise_rate": 0.15, "champion_noise_rate": 0.1},
+    {"candidate_accuracy": 0.6},
+    {"compared_candidate_accuracy": 0.70, "compared_champion_accuracy": 0.74326},  # exactly the allowance
+    {"compared_candidate_macro_f1": 0.66674}, {"compared_candidate_roc_auc": 0.74674},
+    {"compared_candidate_ece": 0.12326},
+    {"candidate_fairness_gap": 0.25, "champion_fairness_gap": 0.15},
+])
+def test_values_on_the_threshold_pass(change: dict[str, Any]) -> None:
+    assert _failed(Gates(), replace(GOOD, **change)) == []
+
+
+def test_the_accuracy_allowance_grows_with_the_comparisons_noise() -> None:
+    """A 6-point drop is noise on 50 rows (SE ~0.05) and a regression on 5,000 (SE ~0.005)."""
+    drop = {"compared_candidate_accuracy": 0.70, "compared_champion_accuracy": 0.76}
+    small = _check(Gates(), replace(GOOD, **drop, accuracy_drop_se=0.05), "accuracy_drop_vs_champion")
+    large = _check(Gates(), replace(GOOD, **drop, accuracy_drop_se=0.005), "accuracy_drop_vs_champion")
+    assert small.passed and small.threshold == pytest.approx(0.02 + 2.326 * 0.05)
+    assert not large.passed and large.threshold == pytest.approx(0.02 + 2.326 * 0.005)
+    assert "paired SE 0.0050" in large.reason
+
+
+def test_noise_limit_is_the_champions_estimate_plus_the_margin_under_the_cap() -> None:
+    relative = _check(Gates(), GOOD, "noise_rate")
+    assert relative.threshold == pytest.approx(0.33) and "champion's 0.2800 + 0.05" in relative.reason
+    capped = _check(Gates(), replace(GOOD, champion_noise_rate=0.33), "noise_rate")
+    assert capped.threshold == pytest.approx(0.35) and "capped at 0.35" in capped.reason
+    first = _check(Gates(), replace(GOOD, first_run=True, champion_noise_rate=None), "noise_rate")
+    assert first.passed and first.threshold == 0.35 and "first run" in first.reason
+    assert not _check(Gates(), replace(GOOD, first_run=True, champion_noise_rate=None, noise_rate=0.36),
+                      "noise_rate").passed
+
+
+def test_a_champion_without_a_noise_baseline_fails_closed() -> None:
+    evidence = replace(GOOD, champion_noise_rate=None,
+                       missing={"champion_noise_rate": "champion v3's run logged no analysis.estimated_noise_rate"})
+    check = _check(Gates(), evidence, "noise_rate")
+    assert not check.passed and check.reason.startswith("missing evidence") and "v3" in check.reason
+
+
+@pytest.mark.parametrize(("field", "checks"), [
+    ("validation_passed", ["data_validation"]),
+    ("drift_share", ["drift_share"]),
+    ("noise_rate", ["noise_rate"]),
+    ("champion_noise_rate", ["noise_rate"]),
+    ("candidate_accuracy", ["accuracy"]),
+    ("compared_candidate_accuracy", ["accuracy_drop_vs_champion"]),
+    ("compared_champion_accuracy", ["accuracy_drop_vs_champion"]),
+    ("accuracy_drop_se", ["accuracy_drop_vs_champion"]),
+    ("compared_candidate_macro_f1", ["macro_f1_drop_vs_champion"]),
+    ("macro_f1_drop_se", ["macro_f1_drop_vs_champion"]),
+    ("compared_champion_roc_auc", ["roc_auc_drop_vs_champion"]),
+    ("roc_auc_drop_se", ["roc_auc_drop_vs_champion"]),
+    ("compared_candidate_ece", ["calibration_error_increase_vs_champion"]),
+    ("ece_increase_se", ["calibration_error_increase_vs_champion"]),
+    ("leaking_features", ["label_leakage"]),
+    ("group_suspect_rates", ["group_suspect_rate_gap"]),
+    ("candidate_fairness_gap", ["fairness_gap", "fairness_gap_increase_vs_champion"]),
+    ("champion_fairness_gap", ["fairness_gap_increase_vs_champion"]),
+    ("signature_verified", ["signature_verified"]),
+])
+def test_missing_evidence_fails_closed(field: str, checks: list[str]) -> None:
+    absent: dict[str, Any] = {field: None}
+    decision = decide(Gates(), replace(GOOD, **absent))
+    assert decision.failed == checks
+    for check in decision.checks:
+        if check.name in checks:
+            assert check.reason.startswith("missing evidence") and field in check.reason
+
+
+def test_nan_counts_as_missing() -> None:
+    decision = decide(Gates(), replace(GOOD, noise_rate=math.nan))
+    assert decision.failed == ["noise_rate"] and "missing evidence" in decision.checks[2].reason
+
+
+def test_first_run_waives_only_what_needs_a_champion() -> None:
+    first = replace(GOOD, first_run=True, drift_share=None, champion_noise_rate=None,
+                    compared_candidate_accuracy=None, compared_champion_accuracy=None, accuracy_drop_se=None,
+                    compared_candidate_macro_f1=None, compared_champion_macro_f1=None, macro_f1_drop_se=None,
+                    compared_candidate_roc_auc=None, compared_champion_roc_auc=None, roc_auc_drop_se=None,
+                    compared_candidate_ece=None, compared_champion_ece=None, ece_increase_se=None,
+                    champion_fairness_gap=None)
+    decision = decide(Gates(), first)
+    assert decision.promote
+    waived = {c.name for c in decision.checks if c.reason == NOT_APPLICABLE}
+    assert waived == {"drift_share", *REGRESSIONS, "fairness_gap_increase_vs_champion"}
+    # The same evidence without the first-run flag is missing evidence, not a pass.
+    assert _failed(Gates(), replace(first, first_run=False)) == [
+        "drift_share", "noise_rate", *REGRESSIONS, "fairness_gap_increase_vs_champion"]
+    # A first run waives nothing the candidate alone must show.
+    assert _failed(Gates(), replace(first, candidate_accuracy=None)) == ["accuracy"]
+
+
+def test_first_run_still_checks_champion_evidence_that_exists() -> None:
+    claimed_first = replace(GOOD, first_run=True, compared_champion_accuracy=0.9)
+    assert _failed(Gates(), claimed_first) == ["accuracy_drop_vs_champion"]
+
+
+# --- reading the report files ------------------------------------------------------------
+def _write(path: Path, data: Any) -> Path:
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return path
+
+
+@pytest.fixture()
+def reports(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "evaluation": _write(tmp_path / "evaluation.json", {
+            "drift": {"drift_share": 0.1},
+            "quality": {"candidate": {"accuracy": 0.76}, "champion": {"accuracy": 0.8},
+                        "comparison": {"candidate": {"accuracy": 0.75, "macro_f1": 0.70, "roc_auc": 0.78,
+                                                     "ece": 0.08},
+                                       "champion": {"accuracy": 0.76, "macro_f1": 0.71, "roc_auc": 0.79,
+                                                    "ece": 0.07},
+                                       "accuracy_drop_se": 0.01, "macro_f1_drop_se": 0.01,
+                                       "roc_auc_drop_se": 0.01, "ece_increase_se": 0.01}},
+            "fairness": {"candidate": {"max_gap": 0.1}, "champion": {"max_gap": 0.08}}}),
+        "analysis": _write(tmp_path / "summary.json", {"estimated_noise_rate": 0.25, "skipped": False,
+                                                        "leakage": {"flagged": []}, "per_group": [
+            {"column": "sex", "value": "female", "n_rows": 200, "n_suspected": 30, "suspect_rate": 0.15},
+            {"column": "sex", "value": "male", "n_rows": 500, "n_suspected": 65, "suspect_rate": 0.13}]}),
+        "signing": _write(tmp_path / "signing.json", {"digest": "ab" * 32, "verified": True}),
+        "validation": _write(tmp_path / "validation.json", {"success": True, "checks": []}),
+    }
+
+
+def _from(reports: dict[str, Path | None], first_run: bool = False) -> Evidence:
+    evidence = evidence_from_files(reports["evaluation"], reports["analysis"], reports["signing"], first_run,
+                                   validation_json=reports["validation"])
+    return replace(evidence, champion_noise_rate=0.28)  # as the pipeline does, from the champion's run
+
+
+EVALUATION_CHECKS = ["drift_share", "accuracy", *REGRESSIONS, "fairness_gap",
+                     "fairness_gap_increase_vs_champion"]
+ANALYSIS_CHECKS = ["noise_rate", "label_leakage", "group_suspect_rate_gap"]
+
+
+def test_evidence_from_good_files_promotes(reports: dict[str, Path]) -> None:
+    evidence = _from(reports)  # type: ignore[arg-type]
+    assert evidence == replace(GOOD, missing={})
+    assert decide(Gates(), evidence).promote
+
+
+@pytest.mark.parametrize(("report", "content", "checks"), [
+    ("evaluation", None, EVALUATION_CHECKS),
+    ("evaluation", '{"drift": {"drift_share": 0.1}, "quality": {"cand', EVALUATION_CHECKS),  # truncated
+    ("evaluation", "[1, 2]", EVALUATION_CHECKS),
+    ("evaluation", b"\xff\xfe\x00garbage", EVALUATION_CHECKS),
+    ("evaluation", {"drift": {"drift_share": 0.1}, "quality": {"candidate": {"accuracy": 0.76}, "comparison": None},
+                    "fairness": {"candidate": {"max_gap": 0.1}, "champion": {"max_gap": 0.08}}},
+     REGRESSIONS),  # a report from before the comparison existed
+    ("analysis", None, ANALYSIS_CHECKS),
+    ("analysis", {"estimated_noise_rate": "0.05", "leakage": {"flagged": []}, "per_group": []}, ["noise_rate"]),
+    ("analysis", {"estimated_noise_rate": 0.05, "skipped": True, "reason": "one class"}, ANALYSIS_CHECKS),
+    ("analysis", '{"estimated_noise_rate": NaN, "leakage": {"flagged": []}, "per_group": []}', ["noise_rate"]),
+    ("analysis", {"estimated_noise_rate": 0.25, "leakage": {"flagged": "sex"}, "per_group": []}, ["label_leakage"]),
+    ("analysis", {"estimated_noise_rate": 0.25}, ["label_leakage", "group_suspect_rate_gap"]),  # an old summary
+    ("analysis", {"estimated_noise_rate": 0.25, "leakage": {"flagged": []},
+                  "per_group": [{"column": "sex", "value": "f", "n_rows": 9, "suspect_rate": 1.5}]},
+     ["group_suspect_rate_gap"]),
+    ("signing", None, ["signature_verified"]),
+    ("signing", {"verified": "yes"}, ["signature_verified"]),
+    ("validation", None, ["data_validation"]),
+    ("validation", {"success": 1}, ["data_validation"]),
+])
+def test_unusable_report_files_fail_closed(reports: dict[str, Path | None], report: str, content: Any,
+                                           checks: list[str]) -> None:
+    if content is None:
+        reports[report].unlink()  # type: ignore[union-attr]
+    elif isinstance(content, bytes):
+        reports[report].write_bytes(content)  # type: ignore[union-attr]
+    else:
+        _write(reports[report], content)  # type: ignore[arg-type]
+    decision = decide(Gates(), _from(reports))
+    assert decision.failed == checks
+    assert all(c.reason.startswith("missing evidence") for c in decision.checks if not c.passed)
+
+
+@pytest.mark.parametrize("bad", [True, "0.8", 1.5, -0.1, None, {"x": 1}])
+def test_out_of_range_or_mistyped_numbers_are_missing(reports: dict[str, Path], bad: Any) -> None:
+    record = json.loads(reports["evaluation"].read_text())
+    record["quality"]["comparison"]["candidate"]["accuracy"] = bad
+    _write(reports["evaluation"], record)
+    evidence = _from(reports)  # type: ignore[arg-type]
+    assert evidence.compared_candidate_accuracy is None and "compared_candidate_accuracy" in evidence.missing
+    assert decide(Gates(), evidence).failed == ["accuracy_drop_vs_champion"]
+
+
+def test_no_paths_and_a_directory_never_raise(tmp_path: Path) -> None:
+    evidence = evidence_from_files(None, tmp_path, None, first_run=True)
+    assert evidence.noise_rate is None and "unreadable" in evidence.missing["noise_rate"]
+    assert decide(Gates(), evidence).failed == ["data_validation", "noise_rate", "accuracy", "label_leakage",
+                                                "group_suspect_rate_gap", "fairness_gap", "signature_verified"]
+
+
+def test_caller_supplied_evidence_replaces_missing_notes(reports: dict[str, Path]) -> None:
+    evidence = evidence_from_files(reports["evaluation"], reports["analysis"], None, False)
+    assert evidence.validation_passed is None and evidence.signature_verified is None
+    evidence = replace(evidence, validation_passed=True, signature_verified=True, champion_noise_rate=0.28)
+    assert decide(Gates(), evidence).promote and evidence.to_dict()["missing"] == {}
+
+
+def test_write_report_output_feeds_the_gate(tmp_path: Path) -> None:
+    """The gate reads exactly what aire.evaluation.candidate writes, on a first run and after."""
+    config = parse_config({"name": "m", "dataset": {"label": "y", "features": {"numeric": ["x"]},
+                                                    "sensitive": ["g"]}})
+    frame = pd.DataFrame({"g": ["a"] * 40 + ["b"] * 40})
+    y = np.array([0, 1] * 40)
+    p = np.array([0, 1] * 30 + [1, 1] * 10)
+    proba = np.column_stack([1 - p * 0.8 - 0.1, p * 0.8 + 0.1])
+    fair, q = fairness(frame, y, p, config, 1, min_group_count=10), quality(y, proba, [0, 1])
+    write_report(tmp_path, None, q, None, fair, None)
+    first = evidence_from_files(tmp_path / "evaluation.json", None, None, first_run=True)
+    assert (first.candidate_accuracy, first.candidate_fairness_gap) == (q.accuracy, fair.max_gap)
+    assert first.drift_share is None and first.compared_champion_accuracy is None
+
+    column = ColumnDrift("K-S p_value", 0.5, 0.05, False)
+    drifted = DriftResult(0.0, (), {"x": column}, {"x": NullRate(0.0, 0.0)}, {}, 0.0, 80, 80)
+    same = compare_quality(y, (proba, [0, 1]), (proba, [0, 1]))
+    write_report(tmp_path, drifted, q, q, fair, fair, comparison=same)
+    later = replace(evidence_from_files(tmp_path / "evaluation.json", None, None, first_run=False),
+                    champion_noise_rate=0.2)
+    assert (later.drift_share, later.compared_champion_accuracy, later.champion_fairness_gap,
+            later.accuracy_drop_se) == (0.0, q.accuracy, fair.max_gap, 0.0)
+    checks = {c.name: c for c in decide(Gates(), later).checks}
+    assert checks["accuracy_drop_vs_champion"].passed and checks["accuracy_drop_vs_champion"].value == 0.0
+
+
+def test_group_suspect_gap_counts_only_measurable_groups_and_reports_the_worst_attribute() -> None:
+    rates = (("sex", "female", 200, 0.15), ("sex", "male", 500, 0.13),  # even
+             ("age_band", "young", 150, 0.40), ("age_band", "old", 300, 0.10),  # concentrated
+             ("region", "tiny", 5, 1.0), ("region", "big", 600, 0.1))  # one group below min_group_count
+    check = _check(Gates(), replace(GOOD, group_suspect_rates=rates), "group_suspect_rate_gap")
+    assert not check.passed and check.value == pytest.approx(0.30) and "age_band: young" in check.reason
+    small = (("sex", "female", 19, 0.9), ("sex", "male", 500, 0.1))
+    waived = _check(Gates(), replace(GOOD, group_suspect_rates=small), "group_suspect_rate_gap")
+    assert waived.passed and waived.reason.startswith("not applicable")
+    # The allowance grows with the noise of small groups: the same 0.08 gap passes on 60-row groups
+    # (SE ~0.07) and fails on 2,000-row ones (SE ~0.012).
+    gap = lambda n: (("sex", "f", n, 0.22), ("sex", "m", n, 0.14))  # noqa: E731
+    assert _check(Gates(), replace(GOOD, group_suspect_rates=gap(60)), "group_suspect_rate_gap").passed
+    assert not _check(Gates(), replace(GOOD, group_suspect_rates=gap(2000)), "group_suspect_rate_gap").passed

@@ -1,0 +1,63 @@
+"""Signing keys handed over by a secret (an Airflow connection) instead of the home."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from aire.errors import InputError
+from aire.trust.keys import ensure_keypair, keypair_from_pem
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+
+def pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> tuple[str, str]:
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return private, public
+
+
+def test_private_key_alone_gives_a_pair_with_private_permissions(tmp_path: Path) -> None:
+    private, public = pem(ec.generate_private_key(ec.SECP256R1()))
+    pair = keypair_from_pem(private, None, tmp_path / "k")
+    assert pair.public.read_text().strip() == public.strip()
+    assert stat.S_IMODE(pair.private.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "k").stat().st_mode) == 0o700
+
+
+def test_public_key_alone_verifies_but_cannot_sign(tmp_path: Path) -> None:
+    _, public = pem(ec.generate_private_key(ec.SECP256R1()))
+    pair = keypair_from_pem(None, public, tmp_path / "k")
+    assert pair.public.is_file() and not pair.private.exists()
+
+
+@pytest.mark.parametrize("case", ["mismatched public", "rsa", "garbage", "nothing"])
+def test_bad_secrets_are_refused(tmp_path: Path, case: str) -> None:
+    private, _ = pem(ec.generate_private_key(ec.SECP256R1()))
+    _, other_public = pem(ec.generate_private_key(ec.SECP256R1()))
+    rsa_private, _ = pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    args = {"mismatched public": (private, other_public), "rsa": (rsa_private, None),
+            "garbage": ("-----BEGIN PRIVATE KEY-----\nnope\n", None), "nothing": (None, None)}[case]
+    with pytest.raises(InputError):
+        keypair_from_pem(*args, tmp_path / "k")
+
+
+def test_airflow_connection_supplies_the_pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aire_airflow.connections import signing_keys
+
+    private, public = pem(ec.generate_private_key(ec.SECP256R1()))
+    monkeypatch.setenv("AIRFLOW_CONN_AIRE_SIGNING",
+                       json.dumps({"conn_type": "generic", "password": private, "extra": {"public_key": public}}))
+    pair = signing_keys("aire_signing")
+    assert pair is not None and pair.public.read_text().strip() == public.strip()
+    assert signing_keys(None) is None
+
+
+def test_home_pair_is_generated_once(tmp_path: Path) -> None:
+    first = ensure_keypair(tmp_path / "keys")
+    again = ensure_keypair(tmp_path / "keys")
+    assert first.private.read_bytes() == again.private.read_bytes()

@@ -1,0 +1,158 @@
+"""The hash-chained ledger: appends, lookups, tamper detection, concurrent writers."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import multiprocessing
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aire.errors import InputError, VerificationError
+from aire.trust.ledger import GENESIS_HASH, Ledger, entry_hash
+
+
+@pytest.fixture()
+def ledger(tmp_path: Path) -> Ledger:
+    book = Ledger(tmp_path / "ledger" / "ledger.jsonl")
+    for version in (1, 2, 3):
+        book.append("model_signed", {"pipeline": "credit-risk", "version": version,
+                                     "digest": f"{version:064x}"})
+    book.append("promoted", {"pipeline": "credit-risk", "version": 2})
+    return book
+
+
+def _lines(book: Ledger) -> list[str]:
+    return book.path.read_text().splitlines()
+
+
+def _write(book: Ledger, lines: list[str]) -> None:
+    book.path.write_text("".join(line + "\n" for line in lines))
+
+
+def test_append_builds_a_chain(ledger: Ledger) -> None:
+    entries = ledger.entries()
+    assert [e.seq for e in entries] == [1, 2, 3, 4]
+    assert entries[0].prev_hash == GENESIS_HASH
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(entries))
+    first = entries[0]
+    assert first.hash == entry_hash(first.seq, first.time, first.kind, first.entry,
+                                    first.prev_hash)
+    assert datetime.fromisoformat(first.time).utcoffset() is not None  # UTC, not naive
+    assert json.loads(json.dumps(first.to_dict())) == first.to_dict()
+    ledger.verify()
+
+
+def test_append_returns_the_written_entry_and_copies_input(tmp_path: Path) -> None:
+    book = Ledger(tmp_path / "l.jsonl")
+    tags = ["a"]
+    written = book.append("model_signed", {"pipeline": "p", "tags": tags})
+    tags.append("changed later")
+    assert book.entries() == [written]
+    assert written.entry == {"pipeline": "p", "tags": ["a"]}
+
+
+def test_find_matches_kind_and_fields(ledger: Ledger) -> None:
+    assert [e.entry["version"] for e in ledger.find("model_signed")] == [1, 2, 3]
+    assert [e.seq for e in ledger.find("model_signed", pipeline="credit-risk", version=2)] == [2]
+    assert ledger.find("model_signed", version=7) == []
+    assert ledger.find("promoted", digest="x") == []  # a missing key never matches
+    assert ledger.find("rolled_back") == []
+
+
+def test_empty_or_missing_ledger_verifies(tmp_path: Path) -> None:
+    book = Ledger(tmp_path / "none.jsonl")
+    assert book.entries() == []
+    book.verify()
+
+
+@pytest.mark.parametrize("entry", [{"value": float("nan")}, {"when": datetime(2026, 1, 1)}])
+def test_non_json_entries_are_refused(tmp_path: Path, entry: dict[str, object]) -> None:
+    book = Ledger(tmp_path / "l.jsonl")
+    with pytest.raises(InputError, match="not JSON-able"):
+        book.append("model_signed", entry)
+    assert book.entries() == []
+
+
+def test_edited_entry_is_named(ledger: Ledger) -> None:
+    lines = _lines(ledger)
+    lines[1] = lines[1].replace(f'"digest":"{2:064x}"', f'"digest":"{9:064x}"')
+    _write(ledger, lines)
+    with pytest.raises(VerificationError, match="seq 2 does not match its hash"):
+        ledger.verify()
+
+
+def test_edited_entry_with_recomputed_hash_breaks_the_next_link(ledger: Ledger) -> None:
+    lines = _lines(ledger)
+    raw = json.loads(lines[1])
+    raw["entry"]["digest"] = f"{9:064x}"
+    raw["hash"] = entry_hash(raw["seq"], raw["time"], raw["kind"], raw["entry"], raw["prev_hash"])
+    lines[1] = json.dumps(raw)
+    _write(ledger, lines)
+    with pytest.raises(VerificationError, match="seq 3 does not chain"):
+        ledger.verify()
+
+
+def test_deleted_entry_is_named(ledger: Ledger) -> None:
+    lines = _lines(ledger)
+    del lines[1]
+    _write(ledger, lines)
+    with pytest.raises(VerificationError, match="seq 3 found where seq 2 belongs"):
+        ledger.verify()
+
+
+def test_deleted_first_entry_is_named(ledger: Ledger) -> None:
+    _write(ledger, _lines(ledger)[1:])
+    with pytest.raises(VerificationError, match="seq 2 found where seq 1 belongs"):
+        ledger.verify()
+
+
+def test_reordered_entries_are_named(ledger: Ledger) -> None:
+    lines = _lines(ledger)
+    lines[1], lines[2] = lines[2], lines[1]
+    _write(ledger, lines)
+    with pytest.raises(VerificationError, match="seq 3 found where seq 2 belongs"):
+        ledger.verify()
+
+
+def test_garbage_line_is_named(ledger: Ledger) -> None:
+    lines = _lines(ledger)
+    lines[2] = lines[2][:40]  # a torn write
+    _write(ledger, lines)
+    with pytest.raises(VerificationError, match="line 3 is not a ledger entry"):
+        ledger.verify()
+
+
+def test_append_after_a_torn_last_line_fails_closed(ledger: Ledger) -> None:
+    with ledger.path.open("a") as handle:
+        handle.write('{"seq": 5, "ti')
+    with pytest.raises(VerificationError, match="last line is not a ledger entry"):
+        ledger.append("promoted", {"version": 3})
+
+
+def _append_many(path: str, writer: int, count: int, start: Any) -> None:
+    book = Ledger(Path(path))
+    start.wait()  # all writers begin together, so unlocked appends would collide
+    for index in range(count):
+        book.append("model_signed", {"writer": writer, "index": index})
+
+
+def test_concurrent_appends_keep_one_chain(tmp_path: Path) -> None:
+    path = tmp_path / "shared.jsonl"
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(4)
+    workers = [context.Process(target=_append_many, args=(str(path), writer, 60, start))
+               for writer in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    book = Ledger(path)
+    book.verify()
+    entries = book.entries()
+    assert [e.seq for e in entries] == list(range(1, 241))
+    assert {(e.entry["writer"], e.entry["index"]) for e in entries} == {
+        (w, i) for w in range(4) for i in range(60)}
