@@ -40,7 +40,8 @@ How the champion blend was chosen (seeds 0-39, champion protocol; AIRE's column 
 cross-fit on the batch):
     .venv/bin/python bench/error_analysis.py --first-seed 0 --seeds 40 --protocols champion --sizes '' --blend-epochs 0
     .venv/bin/python bench/error_analysis.py --first-seed 0 --seeds 40 --protocols champion --sizes '' --blend-epochs 4
-    .venv/bin/python bench/error_analysis.py --first-seed 0 --seeds 40 --protocols champion --sizes '' --cross-fit-epochs 8
+    .venv/bin/python bench/error_analysis.py --first-seed 0 --seeds 40 --protocols champion --sizes '' \
+        --cross-fit-epochs 8
 """
 
 from __future__ import annotations

@@ -67,6 +67,7 @@ def synthetic(rows: int, seed: int, shift: float) -> pd.DataFrame:
 def report_worker(rows: int) -> dict[str, Any]:
     import evidently.presets  # noqa: F401 - imported up front: "after imports" includes them
     import fairlearn.metrics  # noqa: F401
+
     from aire.config import parse_config
     from aire.evaluation.candidate import drift, fairness, quality, write_report
 
@@ -93,7 +94,8 @@ def report_worker(rows: int) -> dict[str, Any]:
         html_mb = (Path(out) / "drift.html").stat().st_size / 1e6
     _, traced_peak = tracemalloc.get_traced_memory()
     return {"rows": rows, "drift_s": drift_s, "fairness_s": fairness_s, "report_s": report_s,
-            "rss_after_imports_mb": after_imports, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "rss_after_imports_mb": after_imports,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "traced_peak_mb": traced_peak / 1e6, "drift_html_mb": html_mb, "drift_share": drifted.drift_share}
 
 
@@ -130,11 +132,13 @@ def compare(sizes: list[int]) -> None:
 # --- spread of the gate's evidence ---------------------------------------------------------
 def spread(seeds: int, scenarios: list[str], kinds: list[str], overrides: dict[str, Any]) -> None:
     import yaml
+
     from aire.data.datasets import german_credit, make_batch
     from aire.home import Home
     from aire.pipeline import stages
     from aire.pipeline.home_setup import prepare_home
     from aire.pipeline.run_context import RunSpec
+    from aire.pipeline.runner import run_all
 
     for scenario in scenarios:
         with tempfile.TemporaryDirectory(prefix="aire-bench-") as tmp:
@@ -163,7 +167,7 @@ def spread(seeds: int, scenarios: list[str], kinds: list[str], overrides: dict[s
                 sizes = {"clean": 700, "other": 400}
             first = Path(tmp) / "champion.csv"
             champion_rows.to_csv(first, index=False)
-            outcome = stages.run_all(RunSpec(str(yardstick), str(first), "champion"))
+            outcome = run_all(RunSpec(str(yardstick), str(first), "champion"))
             print(f"\n## scenario {scenario}: champion {outcome['outcome']}, its noise estimate "
                   f"{outcome['analyze_errors']['estimated_noise_rate']:.3f}", flush=True)
             for kind in kinds:

@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.model_selection import train_test_split
+
 from aire.config import load_config
 from aire.model.tabular import load_model
 from aire.model.training import fit
-from sklearn.model_selection import train_test_split
 
 CONFIG = Path(__file__).resolve().parents[1] / "include" / "config" / "credit_risk.yaml"
 

@@ -2,7 +2,7 @@
 
 Modes, each on a fresh pipeline name (so each trains from no champion, the same work):
 
-- ``inprocess``: ``aire.pipeline.stages.run_all`` in this process, no Airflow (the compute baseline);
+- ``inprocess``: ``aire.pipeline.runner.run_all`` in this process, no Airflow (the compute baseline);
 - ``dags-test``: ``airflow dags test`` (every task in one process, no scheduler);
 - ``local``: api-server + scheduler + dag-processor, LocalExecutor;
 - ``celery``: the same with the CeleryExecutor, a `default` and a `gpu` worker (Redis db 14).
@@ -80,7 +80,7 @@ def dags_test(deployment: Deployment, name: str) -> dict[str, Any]:
 def inprocess(deployment: Deployment, name: str) -> dict[str, Any]:
     from aire.data.storage import S3Settings
     from aire.pipeline.run_context import RunSpec
-    from aire.pipeline.stages import run_all
+    from aire.pipeline.runner import run_all
 
     config = deployment.config(name, storage=False)  # no Airflow connection to read in-process
     batch = deployment.put_batch(f"bench/{name}.csv")

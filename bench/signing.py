@@ -3,7 +3,8 @@
 For each size it builds two model directories, (a) a few large safetensors files and
 (b) many small files, then times `sha256sum`, `sign_model` and `verify_model` on each
 in the same run (page cache warm for all three: the files were just written; best of
---repeat runs). Prints MB/s and the ratio to sha256sum (above 1x: faster than it). Everything is written under --tmp and removed after.
+--repeat runs). Prints MB/s and the ratio to sha256sum (above 1x: faster than it). Everything is
+written under --tmp and removed after.
 
     PYTHONPATH=include .venv/bin/python bench/signing.py --sizes 100,1000 --tmp /tmp
 """

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from aire.home import PROJECT_ROOT
-from aire_airflow.callbacks import on_task_failure
-from aire_airflow.connections import notifier_channel
 from airflow.sdk import Param, dag, get_current_context, task
+
+from aire.home import PROJECT_ROOT
+from aire_airflow.callbacks import task_defaults
+from aire_airflow.connections import notifier_channel
 
 CONFIGS = sorted(str(p) for p in (PROJECT_ROOT / "include" / "config").glob("*.yaml"))
 
@@ -50,14 +51,14 @@ CONFIGS = sorted(str(p) for p in (PROJECT_ROOT / "include" / "config").glob("*.y
         "metadata_conn_id": Param(None, type=["null", "string"],
                                   description="Connection to the Airflow metadata DB"),
     },
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30),
-                  "on_failure_callback": on_task_failure},
+    default_args=task_defaults(retry_delay_seconds=30),
 )
 def aire_incident_sweep() -> None:
     @task
     def reconcile_failures() -> dict[str, Any]:
-        from aire.incidents.sweep import failed_task_instances, sweep_failures
         from airflow.configuration import conf
+
+        from aire.incidents.sweep import failed_task_instances, sweep_failures
 
         params, now = get_current_context()["params"], pendulum.now("UTC")
         failed = failed_task_instances(
@@ -74,8 +75,8 @@ def aire_incident_sweep() -> None:
     @task
     def check_slos() -> dict[str, Any]:
         from aire.config import load_config
-        from aire.incidents.sources import record_slo_breaches
-        from aire.reliability.slo import slo_status
+        from aire.reliability.breaches import record_slo_breaches
+        from aire.reliability.history import slo_status
 
         summary = {}
         for path in get_current_context()["params"]["configs"]:

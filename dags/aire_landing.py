@@ -14,14 +14,14 @@ cron `AIRE_LANDING_POLL` (UTC, every 10 minutes by default); trigger it by hand 
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pendulum
-from aire_airflow.callbacks import on_task_failure
-from aire_airflow.schedules import landing_asset
 from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
+
+from aire_airflow.callbacks import task_defaults
+from aire_airflow.schedules import landing_asset
 
 LANDING = landing_asset()
 
@@ -34,20 +34,15 @@ LANDING = landing_asset()
     catchup=False,
     max_active_runs=1,
     tags=["aire", "landing"],
-    default_args={
-        "retries": 2,
-        "retry_delay": timedelta(seconds=30),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(minutes=5),
-        "on_failure_callback": on_task_failure,
-    },
+    default_args=task_defaults(retry_delay_seconds=30),
 )
 def aire_landing() -> None:
     # The Asset is an inlet too: its latest event says what was announced last.
     @task(inlets=[LANDING], outlets=[LANDING])
     def announce_batch() -> dict[str, Any]:
-        from aire_airflow.schedules import landed_batch
         from airflow.sdk.exceptions import AirflowSkipException
+
+        from aire_airflow.schedules import landed_batch
 
         context = get_current_context()
         previous = context["inlet_events"][LANDING].ascending(False).limit(1)

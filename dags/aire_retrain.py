@@ -9,7 +9,7 @@ When the config says `approval: {required: true}`, a candidate the gate passed w
 no answer within `approval.timeout_hours`, rejects.
 
 Trigger it with **Params**: `config` (a pipeline YAML) and `batch` (a CSV or Parquet
-path or `s3://` URI). Each task calls one function of `aire.pipeline.stages`; reports are
+path or `s3://` URI). Each task runs one stage of `aire.pipeline.stage_registry`; reports are
 artifacts of the run's MLflow run and sit under `$AIRE_HOME/reports/<pipeline>/<run>/`.
 """
 
@@ -19,15 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+
 from aire.home import PROJECT_ROOT, Home
+from aire.pipeline.stage_registry import AWAIT_APPROVAL, PIPELINE, stage
 from aire_airflow.callbacks import task_defaults
 from aire_airflow.context import run_spec
-from aire_airflow.operators import AwaitApproval
-from aire_airflow.schedules import gpu_queue, retrain_schedule
-from airflow.sdk import Param, dag, get_current_context, task
+from aire_airflow.operators import AwaitApproval, pinned_champion, stage_task
+from aire_airflow.schedules import retrain_schedule
 
 DEFAULT_CONFIG = str(PROJECT_ROOT / "include" / "config" / "credit_risk.yaml")
 DEFAULT_BATCH = str(Home.from_env().data_dir / "batch_clean.csv")
+
 
 @dag(
     dag_id=Path(__file__).stem,
@@ -40,79 +43,49 @@ DEFAULT_BATCH = str(Home.from_env().data_dir / "batch_clean.csv")
     params={
         "config": Param(DEFAULT_CONFIG, type="string", minLength=1, description="Pipeline config (YAML path)"),
         "batch": Param(DEFAULT_BATCH, type="string", minLength=1, description="Batch: CSV/Parquet path or s3:// URI"),
-        "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=1000, description="Override training.epochs"),
+        "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=1000,
+                        description="Override training.epochs"),
         "learning_rate": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=1,
                                description="Override training.learning_rate"),
     },
     default_args=task_defaults(),
 )
 def aire_retrain() -> None:
-    @task
-    def validate_data() -> dict[str, Any]:
-        from aire.pipeline import stages
+    # One task per stage of the registry, wired by what each stage needs.
+    tasks = {entry.name: stage_task(entry) for entry in PIPELINE if entry.name != "gate"}
 
-        return stages.validate_data(run_spec(get_current_context()))
-
-    @task
-    def analyze_errors(validated: dict[str, Any]) -> dict[str, Any]:
-        from aire.pipeline import stages
-
-        return stages.analyze_errors(run_spec(get_current_context()), validated["champion_version"])
-
-    @task(queue=gpu_queue())
-    def fine_tune(validated: dict[str, Any], analysis: dict[str, Any]) -> dict[str, Any]:
-        from aire.pipeline import stages
-
-        return stages.fine_tune(run_spec(get_current_context()), validated["champion_version"])
-
-    @task
-    def sign_model(trained: dict[str, Any]) -> dict[str, Any]:
-        from aire.pipeline import stages
-
-        return stages.sign_model(run_spec(get_current_context()))
-
-    @task
-    def evaluate(validated: dict[str, Any], signed: dict[str, Any]) -> dict[str, Any]:
-        from aire.pipeline import stages
-
-        return stages.evaluate(run_spec(get_current_context()), validated["champion_version"])
-
-    # The gate runs once the candidate is signed even if evaluate failed: it then reads the
-    # missing report as missing evidence and records a reject decision. Had signing (or
-    # anything before it) failed, there is no candidate to decide on, and it does not run.
-    @task.branch(trigger_rule="all_done_min_one_success")
+    # The gate runs once the candidate is signed even if evaluate failed (its `after`): it
+    # then reads the missing report as missing evidence and records a reject decision. Had
+    # signing (or anything before it) failed, there is no candidate to decide on.
+    @task.branch(task_id="gate", trigger_rule="all_done_min_one_success")
     def gate() -> str:
-        from aire.pipeline import stages
+        from aire.pipeline.stages import after_gate
         from aire_airflow.context import log_decision
 
         context = get_current_context()
-        validated = context["ti"].xcom_pull(task_ids="validate_data")
         spec = run_spec(context)
-        decision = stages.gate(spec, validated["champion_version"])
+        decision = dict(stage("gate").run(spec, pinned_champion(context, stage("gate"))))
         log_decision(decision)
-        return stages.after_gate(spec, decision)  # promote | await_approval | reject
+        return after_gate(spec, decision)  # promote | await_approval | reject
+
+    tasks["gate"] = gate()
+    for entry in PIPELINE:
+        for upstream in (*entry.needs, *entry.after):
+            tasks[upstream] >> tasks[entry.name]
 
     # Reached from the gate directly, or through await_approval (the other one is skipped).
-    @task(trigger_rule="none_failed_min_one_success")
-    def promote() -> dict[str, Any]:
-        from aire.pipeline import stages
-
-        return stages.promote(run_spec(get_current_context()))
-
-    @task(trigger_rule="none_failed_min_one_success")
+    @task(task_id="reject", trigger_rule="none_failed_min_one_success")
     def reject() -> dict[str, Any]:
         from aire.pipeline import stages
         from aire_airflow.connections import notifier_channel
 
-        return stages.reject(run_spec(get_current_context()), resolver=notifier_channel)
+        context = get_current_context()
+        return dict(stages.reject(run_spec(context), pinned_champion(context, stage("reject")),
+                                  resolver=notifier_channel))
 
-    validated = validate_data()
-    analysis = analyze_errors(validated)
-    signed = sign_model(fine_tune(validated, analysis))
-    decided = gate()
-    [signed, evaluate(validated, signed)] >> decided
-    promoted, rejected, approval = promote(), reject(), AwaitApproval(task_id="await_approval")
-    decided >> [approval, promoted, rejected]
+    promoted = stage_task(stage("promote"), trigger_rule="none_failed_min_one_success")
+    rejected, approval = reject(), AwaitApproval(task_id=AWAIT_APPROVAL)
+    tasks["gate"] >> [approval, promoted, rejected]
     approval >> [promoted, rejected]
 
 

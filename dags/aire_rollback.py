@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from aire.home import PROJECT_ROOT
-from aire_airflow.callbacks import task_defaults
 from airflow.sdk import (
     Param,
     dag,
     get_current_context,
     task,
 )
+
+from aire.home import PROJECT_ROOT
+from aire_airflow.callbacks import task_defaults
 
 DEFAULT_CONFIG = str(PROJECT_ROOT / "include" / "config" / "credit_risk.yaml")
 
@@ -48,7 +49,7 @@ DEFAULT_CONFIG = str(PROJECT_ROOT / "include" / "config" / "credit_risk.yaml")
 def aire_rollback() -> None:
     @task
     def rollback() -> dict[str, Any]:
-        from aire.promotion.promote.rollback import rollback as roll_back
+        from aire.promotion.rollback import rollback as roll_back
 
         context = get_current_context()
         params = context["params"]

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from aire import constants as names
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -112,6 +114,85 @@ class Home:
             "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true",
             "GX_ANALYTICS_ENABLED": "false",
         }
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where each artifact of one pipeline run lives, under ``Home.run_dir``.
+
+    Every stage, the gate, the incident sources and the UI find a run's files here, so a
+    file name is written once (in ``aire.constants``).
+    """
+
+    root: Path
+
+    @property
+    def batch(self) -> Path:
+        return self.root / names.BATCH
+
+    @property
+    def train(self) -> Path:
+        return self.root / names.TRAIN
+
+    @property
+    def holdout(self) -> Path:
+        return self.root / names.HOLDOUT
+
+    @property
+    def validation_dir(self) -> Path:
+        return self.root / names.VALIDATION_DIR
+
+    @property
+    def validation(self) -> Path:
+        return self.validation_dir / names.VALIDATION
+
+    @property
+    def analysis_dir(self) -> Path:
+        return self.root / names.ANALYSIS_DIR
+
+    @property
+    def analysis_summary(self) -> Path:
+        return self.analysis_dir / names.ANALYSIS_SUMMARY
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / names.MODEL_DIR
+
+    @property
+    def signature(self) -> Path:
+        return self.root / names.SIGNATURE
+
+    @property
+    def signing(self) -> Path:
+        return self.root / names.SIGNING
+
+    @property
+    def training(self) -> Path:
+        return self.root / names.TRAINING
+
+    @property
+    def evaluation_dir(self) -> Path:
+        return self.root / names.EVALUATION_DIR
+
+    @property
+    def evaluation(self) -> Path:
+        return self.evaluation_dir / names.EVALUATION
+
+    @property
+    def decision(self) -> Path:
+        return self.root / names.DECISION
+
+    @property
+    def approval(self) -> Path:
+        return self.root / names.APPROVAL
+
+    @property
+    def quarantined_batch(self) -> Path:
+        return self.root / names.QUARANTINE_DIR / names.BATCH
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.root / names.REGISTRY_DIR
 
 
 def _safe(run_id: str) -> str:

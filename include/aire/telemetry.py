@@ -27,17 +27,60 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from enum import Enum
+from typing import Any, Protocol
 
 from opentelemetry import metrics
 
 import aire
 
-if TYPE_CHECKING:
-    from aire.incidents.types import Incident
-    from aire.reliability.slo import SloReport
+
+# What the recorders read, as shapes: the core imports nothing from the layers above it
+# (aire.incidents.types.Incident and aire.reliability.slo.SloReport have these fields).
+class _Source(Protocol):
+    @property
+    def kind(self) -> str: ...
+
+
+class _Incident(Protocol):
+    @property
+    def pipeline(self) -> str: ...
+    @property
+    def source(self) -> _Source: ...
+    @property
+    def severity(self) -> Enum: ...
+
+
+class _Burn(Protocol):
+    @property
+    def alert(self) -> str: ...
+    @property
+    def long_rate(self) -> float: ...
+    @property
+    def short_rate(self) -> float: ...
+
+
+class _Objective(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def sli(self) -> str: ...
+    @property
+    def current(self) -> float | None: ...
+    @property
+    def budget_remaining(self) -> float: ...
+    @property
+    def burn(self) -> Sequence[_Burn]: ...
+
+
+class _SloReport(Protocol):
+    @property
+    def pipeline(self) -> str: ...
+    @property
+    def objectives(self) -> Sequence[_Objective]: ...
+
 
 _ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
 
@@ -76,14 +119,14 @@ class Telemetry:
         finally:
             self.record_stage(pipeline, stage, time.perf_counter() - start, outcome)
 
-    def record_incident(self, incident: Incident, created: bool) -> None:
+    def record_incident(self, incident: _Incident, created: bool) -> None:
         self._recorded.add(1, {"pipeline": incident.pipeline, "source": incident.source.kind,
                                "severity": incident.severity.value, "created": created})
 
     def record_open_incidents(self, pipeline: str, count: int) -> None:
         self._open.set(count, {"pipeline": pipeline})
 
-    def record_slo(self, report: SloReport) -> None:
+    def record_slo(self, report: _SloReport) -> None:
         for objective in report.objectives:
             base: dict[str, Any] = {"pipeline": report.pipeline, "objective": objective.name}
             if objective.current is not None:

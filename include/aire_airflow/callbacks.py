@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 
-def task_defaults(*, max_retry_delay_minutes: int = 5) -> dict[str, Any]:
+def task_defaults(*, retry_delay_seconds: int = 10, max_retry_delay_minutes: int = 5) -> dict[str, Any]:
     """default_args every AIRE DAG shares: two retries with exponential backoff for
     transient trouble, none for bad input (``aire.errors.InputError``: a retry cannot fix
     it), and one incident per final failure."""
@@ -24,7 +24,7 @@ def task_defaults(*, max_retry_delay_minutes: int = 5) -> dict[str, Any]:
 
     return {
         "retries": 2,
-        "retry_delay": timedelta(seconds=10),
+        "retry_delay": timedelta(seconds=retry_delay_seconds),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=max_retry_delay_minutes),
         "retry_policy": ExceptionRetryPolicy(rules=[

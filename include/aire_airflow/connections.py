@@ -24,8 +24,9 @@ def signing_keys(conn_id: str | None) -> KeyPair | None:
     import tempfile
     from pathlib import Path
 
-    from aire.trust.keys import keypair_from_pem
     from airflow.sdk import Connection
+
+    from aire.trust.keys import keypair_from_pem
 
     conn = Connection.get(conn_id)
     extra = conn.extra_dejson or {}
@@ -88,9 +89,10 @@ def notifier_channel(spec: NotifyChannel) -> Channel:
     The connection may live in the metadata DB, a secrets backend or an
     ``AIRFLOW_CONN_<ID>`` variable; Airflow masks its password in task logs.
     """
+    from airflow.sdk import Connection
+
     from aire.errors import InputError
     from aire.incidents.notifiers import channel_from_connection
-    from airflow.sdk import Connection
 
     try:
         conn = Connection.get(spec.conn_id)

@@ -1,6 +1,9 @@
-"""aire_retrain's ``await_approval`` task: Airflow's human-in-the-loop branch, fed by the library.
+"""aire_retrain's tasks: one per registered stage, and ``await_approval``.
 
-The gate routes here only when it passed the candidate and the run's config says
+``stage_task`` makes the task of a stage in ``aire.pipeline.stage_registry``.
+
+``AwaitApproval`` is Airflow's human-in-the-loop branch, fed by the library. The gate routes
+here only when it passed the candidate and the run's config says
 ``approval.required``. The task writes the request (subject and body from the gate's
 decision record, the config's timeout and approvers) and parks in ``awaiting_input``,
 holding no worker slot; Airflow 3.3's scheduler enforces the timeout. The answer is
@@ -11,16 +14,19 @@ Reject, or no answer (the default on timeout) -> ``reject``.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.hitl import HITLBranchOperator
+
+if TYPE_CHECKING:
+    from aire.pipeline.stage_registry import Stage
 
 
 class AwaitApproval(HITLBranchOperator):
     """A HITL branch whose request comes from the run's config and gate decision at run time."""
 
     def __init__(self, **kwargs: Any) -> None:
-        from aire.promotion.promote.approval import APPROVE, REJECT, NextStep
+        from aire.promotion.approval import APPROVE, REJECT, NextStep
 
         super().__init__(
             subject="Promote the candidate?",  # replaced by the gate's record when the task runs
@@ -32,7 +38,6 @@ class AwaitApproval(HITLBranchOperator):
 
     def execute(self, context: Any) -> Any:
         from aire.pipeline import stages
-
         from aire_airflow.context import run_spec
 
         request = stages.request_approval(run_spec(context))
@@ -44,8 +49,39 @@ class AwaitApproval(HITLBranchOperator):
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         if "error" not in event:  # an error event makes the base class fail the task
             from aire.pipeline import stages
-
             from aire_airflow.context import run_spec
 
             stages.record_approval(run_spec(context), event)
         return super().execute_complete(context=context, event=event)
+
+
+def stage_task(entry: Stage, **task_kwargs: Any) -> Any:
+    """The TaskFlow task that runs one stage of the registry (``aire.pipeline.stage_registry``).
+
+    Its task id is the stage's name; a stage on an accelerator goes to the GPU queue. Every
+    stage but validate_data gets the champion that validate_data pinned (its XCom), so all
+    stages of a run compare with, and warm-start from, the same model.
+    """
+    from airflow.sdk import get_current_context, task
+
+    from aire_airflow.context import run_spec
+    from aire_airflow.schedules import gpu_queue
+
+    if entry.accelerator:
+        task_kwargs.setdefault("queue", gpu_queue())
+
+    @task(task_id=entry.name, **task_kwargs)
+    def run_stage() -> dict[str, Any]:
+        context = get_current_context()
+        return dict(entry.run(run_spec(context), pinned_champion(context, entry)))
+
+    return run_stage()
+
+
+def pinned_champion(context: Any, entry: Stage) -> int | None:
+    """The champion version validate_data pinned for this run (None before it ran, or none)."""
+    if entry.name == "validate_data":
+        return None
+    validated = context["ti"].xcom_pull(task_ids="validate_data") or {}
+    champion = validated.get("champion_version")
+    return None if champion is None else int(champion)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from aire.pipeline.stage_registry import AWAIT_APPROVAL, OUTCOMES, PIPELINE
+
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "pandas", "great_expectations", "evidently", "mlflow", "sklearn", "fairlearn")
 
@@ -23,7 +25,8 @@ dags = {}
 for dag_id, dag in bag.dags.items():
     dags[dag_id] = {
         "file": dag.fileloc, "tags": sorted(dag.tags),
-        "tasks": {t.task_id: {"retries": t.retries,
+        "tasks": {t.task_id: {"retries": t.retries, "upstream": sorted(t.upstream_task_ids),
+                              "retry_policy": type(getattr(t, "retry_policy", None)).__name__,
                               "on_failure_callback": bool(t.on_failure_callback)} for t in dag.tasks},
     }
 heavy = [m for m in json.loads(sys.argv[2]) if m in sys.modules]
@@ -52,13 +55,15 @@ def test_dag_ids_match_file_names(parsed: dict) -> None:
         assert Path(dag["file"]).stem == dag_id
 
 
-def test_retraining_dag_has_every_stage(parsed: dict) -> None:
-    tasks = set(parsed["dags"]["aire_retrain"]["tasks"])
-    assert tasks == {"validate_data", "analyze_errors", "fine_tune", "sign_model", "evaluate", "gate",
-                     "await_approval", "promote", "reject"}
+def test_retraining_dag_runs_the_stage_registry(parsed: dict) -> None:
+    """The DAG's tasks are the registry's stages (plus the approval task), wired as it says."""
+    tasks = parsed["dags"]["aire_retrain"]["tasks"]
+    assert set(tasks) == {entry.name for entry in (*PIPELINE, *OUTCOMES)} | {AWAIT_APPROVAL}
+    for entry in PIPELINE:
+        assert tasks[entry.name]["upstream"] == sorted({*entry.needs, *entry.after}), entry.name
 
 
-@pytest.mark.parametrize("rule", ["tags", "retries", "failure_callback"])
+@pytest.mark.parametrize("rule", ["tags", "retries", "retry_policy", "failure_callback"])
 def test_every_dag_follows_the_house_rules(parsed: dict, rule: str) -> None:
     for dag_id, dag in parsed["dags"].items():
         if rule == "tags":
@@ -66,6 +71,8 @@ def test_every_dag_follows_the_house_rules(parsed: dict, rule: str) -> None:
         for task_id, task in dag["tasks"].items():
             if rule == "retries":
                 assert task["retries"] >= 2, f"{dag_id}.{task_id} retries {task['retries']}"
+            if rule == "retry_policy":  # an InputError fails at once: a retry cannot fix bad input
+                assert task["retry_policy"] == "ExceptionRetryPolicy", f"{dag_id}.{task_id} retries bad input"
             if rule == "failure_callback":
                 assert task["on_failure_callback"], f"{dag_id}.{task_id} has no failure callback"
 

@@ -24,11 +24,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from aire.home import PROJECT_ROOT, Home
 from aire.incidents.store import IncidentStore, dedup_key
 from aire.incidents.sweep import failed_task_instances, sweep_failures
 from aire.pipeline.home_setup import airflow_env, migrate_airflow_db
-
 from tests.support.homes import isolated_home
 
 pytestmark = pytest.mark.e2e

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from aire.home import PROJECT_ROOT, Home
 from aire.incidents.store import IncidentStore
 from aire.pipeline.home_setup import airflow_bin, airflow_env, prepare_home
 from aire.pipeline.status import pipeline_status
 from aire.registry.mlflow_registry import Registry
-
 from tests.support.homes import isolated_home
 
 pytestmark = pytest.mark.e2e
@@ -92,7 +92,7 @@ def test_clean_batch_becomes_a_verified_champion(home: Home, first_run: dict) ->
 
 
 def test_corrupted_batch_is_rejected_with_one_incident(home: Home, first_run: dict) -> None:
-    run_id, state, tasks = dags_test(home, home.data_dir / "batch_corrupt.csv")
+    run_id, _, tasks = dags_test(home, home.data_dir / "batch_corrupt.csv")
     assert tasks["gate"] == "success" and tasks["reject"] == "success" and tasks["promote"] == "skipped"
     decision = json.loads((home.run_dir("credit-risk", run_id) / "decision.json").read_text())
     failed = {check["name"] for check in decision["checks"] if not check["passed"]}
@@ -122,7 +122,7 @@ def test_batch_breaking_a_rule_stops_at_validation(home: Home, first_run: dict, 
 def test_rerunning_a_finished_run_registers_no_second_version(home: Home, first_run: dict) -> None:
     run_dir = home.run_dir("credit-risk", first_run["run_id"])
     first_decision = (run_dir / "decision.json").stat().st_mtime_ns
-    run_id, state, tasks = dags_test(home, home.data_dir / "batch_clean.csv", FIRST_DATE)
+    run_id, _, tasks = dags_test(home, home.data_dir / "batch_clean.csv", FIRST_DATE)
     assert run_id == first_run["run_id"], "the same run, cleared and run again"
     assert (run_dir / "decision.json").stat().st_mtime_ns > first_decision, "its tasks really ran again"
     assert tasks["promote"] == "success"

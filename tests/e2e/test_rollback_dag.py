@@ -14,14 +14,15 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
+
+from aire.constants import CHAMPION, PREVIOUS
 from aire.data.datasets import german_credit, make_batch
 from aire.home import PROJECT_ROOT, Home
 from aire.pipeline.home_setup import airflow_bin, airflow_env, prepare_home
 from aire.pipeline.run_context import RunSpec
-from aire.pipeline.stages import run_all
-from aire.registry.mlflow_registry import CHAMPION, PREVIOUS, Registry
+from aire.pipeline.runner import run_all
+from aire.registry.mlflow_registry import Registry
 from aire.trust.ledger import Ledger
-
 from tests.support.homes import isolated_home
 
 pytestmark = pytest.mark.e2e

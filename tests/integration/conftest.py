@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.airflow_stack import base_env, migrate
-from tests.support.deployment import ARTIFACT_BUCKET, DATA_BUCKET, Deployment, start_deployment
-from tests.support.servers import Databases, MlflowServer, S3Server, new_token
+from tests.support.airflow_stack import base_env, migrate  # noqa: E402 - needs ROOT on sys.path
+from tests.support.deployment import ARTIFACT_BUCKET, DATA_BUCKET, Deployment, start_deployment  # noqa: E402
+from tests.support.servers import Databases, MlflowServer, S3Server, new_token  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from aire.errors import AireError, ConfigError
-from aire.home import Home
-from aire.promotion.promote.promote import advisory_lock, alias_lock, lock_url
 from psycopg import sql
 from sqlalchemy.engine import make_url
+
+from aire.errors import AireError, ConfigError
+from aire.home import Home
+from aire.promotion.promote import advisory_lock, alias_lock, lock_url
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +75,7 @@ def test_a_held_lock_blocks_the_same_name_only(database: str) -> None:
 HOLD = """
 import json, sys, time
 from aire.home import Home
-from aire.promotion.promote.promote import alias_lock
+from aire.promotion.promote import alias_lock
 with alias_lock(Home.from_env(), "shared-pipeline"):
     start = time.time()
     time.sleep(1.0)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from aire.cli.main import main
 from aire.data.datasets import german_credit, make_batch
 from aire.data.storage import S3Settings, s3_client

@@ -142,7 +142,7 @@ def literal_secrets(raw: dict[str, Any]) -> list[str]:
                 password = json.loads(value).get("password")
                 if password and not marker.fullmatch(password):
                     found.append(f"{name}.{key}.password")
-            elif SECRET_NAME.search(key) and not marker.fullmatch(value) or any(not marker.fullmatch(password)
+            elif (SECRET_NAME.search(key) and not marker.fullmatch(value)) or any(not marker.fullmatch(password)
                      for password in re.findall(r"://[^/@\s:]+:([^@/\s]+)@", value)):
                 found.append(f"{name}.{key}")
     return found

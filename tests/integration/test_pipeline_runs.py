@@ -15,15 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
 from aire.errors import ConfigError, DataValidationError, InputError, VerificationError
 from aire.home import PROJECT_ROOT, Home
 from aire.incidents.store import IncidentStore
 from aire.pipeline.home_setup import prepare_home
 from aire.pipeline.run_context import RunSpec
-from aire.pipeline.stages import run_all
+from aire.pipeline.runner import run_all
 from aire.pipeline.status import pipeline_status
 from aire.registry.mlflow_registry import Registry
-
 from tests.support.homes import isolated_home
 
 CONFIG = PROJECT_ROOT / "include" / "config" / "credit_risk.yaml"

@@ -19,17 +19,18 @@ from typing import Any
 
 import pytest
 import yaml
+
 from aire.cli.main import main
+from aire.constants import CHALLENGER, CHAMPION, PREVIOUS
 from aire.data.datasets import german_credit, make_batch
 from aire.home import PROJECT_ROOT, Home
 from aire.incidents.store import IncidentStore
 from aire.pipeline import stages
 from aire.pipeline.home_setup import prepare_home
 from aire.pipeline.run_context import RunSpec
-from aire.pipeline.stages import run_all
-from aire.registry.mlflow_registry import CHALLENGER, CHAMPION, PREVIOUS, Registry
+from aire.pipeline.runner import run_all
+from aire.registry.mlflow_registry import Registry
 from aire.trust.ledger import Ledger
-
 from tests.support.homes import isolated_home
 
 pytestmark = pytest.mark.integration
@@ -90,7 +91,8 @@ def test_the_demo_story_holds_on_empty_gates(home: Home, story: dict[str, Any]) 
 def test_versions_lists_the_aliases(home: Home, story: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(capsys, "versions", "--json")
     listed = json.loads(out)
-    assert code == 0 and [(v["version"], v["aliases"]) for v in listed["versions"]] == [(1, [PREVIOUS]), (2, [CHAMPION])]
+    assert code == 0
+    assert [(v["version"], v["aliases"]) for v in listed["versions"]] == [(1, [PREVIOUS]), (2, [CHAMPION])]
     assert all(v["signed_digest"] and v["data_digest"] and v["run_key"] for v in listed["versions"])
 
 

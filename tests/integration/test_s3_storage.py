@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
 from aire.data.storage import MissingObjectError, S3Settings, S3Store, open_store, s3_client
 from aire.data.tables import read_table
 from aire.errors import DataValidationError, InputError

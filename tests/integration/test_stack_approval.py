@@ -129,9 +129,10 @@ def test_only_an_approver_may_answer(approved: dict[str, Any]) -> None:
 
 
 def test_approval_promotes_and_records_the_approver(deployment: Deployment, approved: dict[str, Any]) -> None:
+    from mlflow import MlflowClient
+
     from aire.home import Home
     from aire.trust.ledger import Ledger
-    from mlflow import MlflowClient
 
     assert approved["state"] == "success", approved["tasks"]
     assert approved["tasks"]["promote"] == "success" and approved["tasks"]["reject"] == "skipped"

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aire_airflow.schedules import LANDING_ASSET as LANDING
 
+from aire_airflow.schedules import LANDING_ASSET as LANDING
 from tests.support.deployment import (
     ARTIFACT_BUCKET,
     CONFIG,

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+
 from aire_airflow.context import batch_uri
 from aire_airflow.schedules import landed_batch
 
@@ -82,8 +83,9 @@ def test_a_run_takes_the_triggered_batch_then_the_newest_landed_one_then_the_def
 # --- the landing watcher ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from aire.data.storage import S3Settings, s3_client
     from moto.server import ThreadedMotoServer
+
+    from aire.data.storage import S3Settings, s3_client
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

@@ -165,7 +165,7 @@ class AirflowStack:
                           dag_id, run_id, task_id)
         history = [dict(zip(("try_number", "state", "start_date", "end_date"), row, strict=True)) for row in rows]
         current = self.tasks(dag_id, run_id)[task_id]
-        return history + [{"try_number": current.try_number, "state": current.state,
+        return [*history, {"try_number": current.try_number, "state": current.state,
                            "start_date": current.start_date, "end_date": current.end_date}]
 
     def log(self, dag_id: str, run_id: str, task_id: str, attempt: int) -> str:

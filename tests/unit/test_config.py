@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from aire.config import load_config, parse_config
 from aire.errors import ConfigError
 from aire.home import PROJECT_ROOT

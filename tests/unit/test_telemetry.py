@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
 from aire import telemetry
 from aire.config import load_config
 from aire.home import PROJECT_ROOT
 from aire.incidents.sources import record_task_failure
 from aire.reliability.slo import History, RunRecord, evaluate_all
 from aire.telemetry import Telemetry
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 CONFIG = PROJECT_ROOT / "include" / "config" / "credit_risk.yaml"
 

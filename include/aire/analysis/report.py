@@ -14,15 +14,12 @@ complete one. Tables go to disk through pandas in chunks, never as one string in
 from __future__ import annotations
 
 import html
-import json
-import os
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from aire import atomic
 from aire.analysis.error_analysis import OUTPUT_COLUMNS, ErrorAnalysis
 
 REVIEW_COLUMNS = ["predicted", "rank", "row_id", "label", "confidence", "loss", "drivers"]
@@ -42,23 +39,18 @@ def write_outputs(result: ErrorAnalysis, out_dir: str | Path, *,
     review = table[table["suspected"].astype(bool)].drop(columns=["suspected"])
     confident = (result.review[REVIEW_COLUMNS] if not result.review.empty
                  else pd.DataFrame(columns=REVIEW_COLUMNS))
-    _atomic(paths["error_analysis"], lambda p: table.to_csv(p, index=False, chunksize=100_000))
-    _atomic(paths["review_queue"], lambda p: review.to_csv(p, index=False))
-    _atomic(paths["most_confident"], lambda p: confident.to_csv(p, index=False))
-    summary = json.dumps(result.to_dict(), indent=2) + "\n"
-    _atomic(paths["summary"], lambda p: p.write_text(summary, encoding="utf-8"))
+    with atomic.replacing(paths["error_analysis"]) as temp:
+        table.to_csv(temp, index=False, chunksize=100_000)
+    with atomic.replacing(paths["review_queue"]) as temp:
+        review.to_csv(temp, index=False)
+    with atomic.replacing(paths["most_confident"]) as temp:
+        confident.to_csv(temp, index=False)
+    atomic.write_json(paths["summary"], result.to_dict(), newline=True)
     page = _report_html(result, review.head(top_k), confident)
-    _atomic(paths["report"], lambda p: p.write_text(page, encoding="utf-8"))
+    atomic.write_text(paths["report"], page)
     return paths
 
 
-def _atomic(path: Path, write: Callable[[Path], object]) -> None:
-    staging = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    try:
-        write(staging)
-        os.replace(staging, path)
-    finally:
-        staging.unlink(missing_ok=True)
 
 
 def _table(frame: pd.DataFrame) -> str:

@@ -96,8 +96,8 @@ def _change(args: argparse.Namespace) -> int:
 
 def _slo_status(args: argparse.Namespace) -> int:
     from aire.config import load_config
-    from aire.incidents.sources import record_slo_breaches
-    from aire.reliability.slo import slo_status
+    from aire.reliability.breaches import record_slo_breaches
+    from aire.reliability.history import slo_status
 
     config = load_config(args.config)
     report = slo_status(config)
@@ -157,7 +157,7 @@ def _amount(good: float, total: float, timed: bool) -> str:
 def _table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 def _print(data: Any) -> None:

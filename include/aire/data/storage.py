@@ -16,14 +16,12 @@ import mimetypes
 import os
 import re
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
 
+from aire import atomic
 from aire.errors import InputError
 
 # S3's bucket naming rules (lowercase letters, digits, dots, hyphens; 3-63 characters).
@@ -116,18 +114,6 @@ class ObjectStore(Protocol):
     def uri(self, key: str) -> str: ...
 
 
-@contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` on success."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class LocalStore:
@@ -149,12 +135,12 @@ class LocalStore:
         source = Path(local_path)
         if not source.is_file():
             raise InputError(f"{source}: cannot store it, no such file")
-        with atomic_path(self.path(key)) as tmp:
+        with atomic.replacing(self.path(key)) as tmp:
             shutil.copyfile(source, tmp)
         return self.uri(key)
 
     def put_bytes(self, data: bytes, key: str) -> str:
-        with atomic_path(self.path(key)) as tmp, tmp.open("wb") as handle:
+        with atomic.replacing(self.path(key)) as tmp, tmp.open("wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -173,7 +159,7 @@ class LocalStore:
         if not source.is_file():
             raise MissingObjectError(source.as_uri())
         target = Path(local_path)
-        with atomic_path(target) as tmp:
+        with atomic.replacing(target) as tmp:
             shutil.copyfile(source, tmp)
         return target
 
@@ -245,7 +231,7 @@ def download_s3_object(client: Any, bucket: str, key: str, target: Path) -> Path
     """Download ``s3://bucket/key`` to ``target`` atomically; MissingObjectError if absent."""
     if not _head(client, bucket, key):
         raise MissingObjectError(f"s3://{bucket}/{key}")
-    with atomic_path(target) as tmp:
+    with atomic.replacing(target) as tmp:
         client.download_file(bucket, key, str(tmp))
     return target
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
+from aire import atomic
 from aire.data.storage import (
     MissingObjectError,
     S3Settings,
-    atomic_path,
     download_s3_object,
     parse_s3_uri,
     s3_client,
@@ -158,7 +158,7 @@ def _parse_parquet(data: bytes, name: str) -> pd.DataFrame:
 
     try:
         frame = pd.read_parquet(io.BytesIO(data))
-    except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types for corrupt files
         raise DataValidationError(
             name, None, "readable Parquet", f"{type(exc).__name__}: {str(exc)[:300]}"
         ) from None
@@ -172,7 +172,7 @@ def write_table(df: pd.DataFrame, path: Path | str) -> Path:
     """Write ``.csv`` or ``.parquet``/``.pq`` atomically (temporary name, then rename)."""
     target = Path(path)
     fmt = table_format(str(target))
-    with atomic_path(target) as tmp:
+    with atomic.replacing(target) as tmp:
         if fmt == "csv":
             df.to_csv(tmp, index=False, lineterminator="\n")
         else:

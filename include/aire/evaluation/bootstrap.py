@@ -39,7 +39,8 @@ def scores(y: np.ndarray, proba: np.ndarray, positive: int) -> Scores:
     ``proba`` (rows x classes) against class indices ``y``."""
     n_classes = proba.shape[1]
     predicted = proba.argmax(axis=1)
-    return Scores(_macro_f1(y, predicted, n_classes), _roc_auc(y, proba, positive), expected_calibration_error(y, proba))
+    return Scores(_macro_f1(y, predicted, n_classes), _roc_auc(y, proba, positive),
+                  expected_calibration_error(y, proba))
 
 
 def expected_calibration_error(y: np.ndarray, proba: np.ndarray) -> float:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,9 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from aire import atomic
 from aire.config import PipelineConfig
+from aire.constants import DRIFT_HTML, DRIFT_JSON
 from aire.errors import AireError, DataValidationError
-from aire.evaluation.report import atomic_write_text
 
 __all__ = ["ColumnDrift", "DriftResult", "NullRate", "drift"]
 
@@ -120,9 +119,9 @@ def drift(reference: pd.DataFrame, current: pd.DataFrame, config: PipelineConfig
         per_feature.update(tested)
     else:
         snapshot_json = json.dumps({"metrics": [], "tests": [], "note": "no column had values to test"})
-        atomic_write_text(out_dir / "drift.html", "<!doctype html><title>drift</title>"
+        atomic.write_text(out_dir / DRIFT_HTML, "<!doctype html><title>drift</title>"
                                                    "<p>No feature column had values to test.</p>")
-    atomic_write_text(out_dir / "drift.json", snapshot_json)
+    atomic.write_text(out_dir / DRIFT_JSON, snapshot_json)
 
     limit = config.gates.max_null_rate_increase
     for column, rate in null_rates.items():
@@ -173,10 +172,8 @@ def _run_evidently(reference: pd.DataFrame, current: pd.DataFrame, numeric: list
             Dataset.from_pandas(reference[columns].reset_index(drop=True), data_definition=definition),
         )
         snapshot_json = snapshot.json()  # dict() holds TestStatus enums; json() is JSON-safe
-        with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-            staged = Path(tmp) / "drift.html"
+        with atomic.replacing(out_dir / DRIFT_HTML) as staged:
             snapshot.save_html(str(staged))
-            os.replace(staged, out_dir / "drift.html")
     record = json.loads(snapshot_json)
 
     scores: dict[str, float] = {}

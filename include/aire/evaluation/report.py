@@ -8,13 +8,13 @@ files are written atomically (temporary name, then rename).
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from aire import atomic
+from aire.constants import EVALUATION, EVALUATION_HTML
 
 if TYPE_CHECKING:
     from aire.evaluation.candidate import QualityComparison, QualityResult
@@ -58,23 +58,13 @@ def write_report(out_dir: Path, drift: DriftResult | None, candidate: QualityRes
                          *({"what": what, "reason": why} for what, why in problems)],
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / "evaluation.json", "html": out_dir / "evaluation.html"}
+    paths = {"json": out_dir / EVALUATION, "html": out_dir / EVALUATION_HTML}
     # The page first: the JSON is the gate's evidence, and its presence means "complete".
-    atomic_write_text(paths["html"], render_evaluation(record))
-    atomic_write_text(paths["json"], json.dumps(record, indent=2, allow_nan=False) + "\n")
+    atomic.write_text(paths["html"], render_evaluation(record))
+    atomic.write_json(paths["json"], record, allow_nan=False, newline=True)
     return paths
 
 
-def atomic_write_text(target: Path, text: str) -> None:
-    """Write beside the target, then rename: a killed task leaves the last good file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(name, target)
-    finally:
-        Path(name).unlink(missing_ok=True)
 
 
 def _not_computed(first_run: bool, drift: DriftResult | None, candidate: QualityResult | None,
@@ -230,3 +220,31 @@ def _num(value: Any, signed: bool = False) -> str:
 
 def _na(text: str) -> str:
     return f"<span class='na'>{escape(text)}</span>"
+
+
+def evaluation_summary(record: dict[str, Any]) -> dict[str, Any]:
+    """The few figures of an evaluation record that the stage returns and the task log shows."""
+    quality, comparison = record["quality"]["candidate"] or {}, record["quality"]["comparison"] or {}
+    return {
+        "drift_share": (record["drift"] or {}).get("drift_share"), "accuracy": quality.get("accuracy"),
+        "accuracy_drop": comparison.get("accuracy_drop"), "accuracy_drop_se": comparison.get("accuracy_drop_se"),
+        "fairness_gap": (record["fairness"]["candidate"] or {}).get("max_gap"),
+        "not_computed": [item["what"] for item in record["not_computed"]],
+    }
+
+
+def evaluation_metrics(record: dict[str, Any]) -> dict[str, float | None]:
+    """An evaluation record as MLflow metrics: the candidate's quality, drift, fairness, and
+    the drops against the champion (champion - candidate; for ECE, candidate - champion)."""
+    summary = evaluation_summary(record)
+    quality, comparison = record["quality"]["candidate"] or {}, record["quality"]["comparison"] or {}
+    metrics: dict[str, float | None] = {f"candidate.{k}": v for k, v in quality.items() if isinstance(v, float)}
+    metrics.update({"drift.share": summary["drift_share"], "fairness.max_gap": summary["fairness_gap"],
+                    "comparison.accuracy_drop": summary["accuracy_drop"]})
+    for metric in ("macro_f1", "roc_auc", "ece"):
+        mine, theirs = ((comparison.get(role) or {}).get(metric) for role in ("candidate", "champion"))
+        if isinstance(mine, float) and isinstance(theirs, float):
+            metrics[f"comparison.{metric}_{'increase' if metric == 'ece' else 'drop'}"] = (
+                mine - theirs if metric == "ece" else theirs - mine)
+    return metrics
+

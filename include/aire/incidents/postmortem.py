@@ -18,13 +18,12 @@ evidence" as recorded (long values cut), so nothing the caller gathered is dropp
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
+from aire import atomic
 from aire.errors import AireError
 from aire.incidents.types import Incident, Status
 
@@ -59,7 +58,10 @@ def write_postmortem(incident: Incident, out_dir: Path, *, evidence: Mapping[str
     facts = {**incident.evidence, **evidence}
     name = f"{incident.first_seen:%Y-%m-%d}-{_slug(incident.pipeline)}-{incident.id}.md"
     target = Path(out_dir) / name
-    _atomic_write(target, render_postmortem(incident, facts))
+    try:
+        atomic.write_text(target, render_postmortem(incident, facts))
+    except OSError as err:
+        raise AireError(f"cannot write postmortem {target}: {err}") from err
     return target
 
 
@@ -258,19 +260,3 @@ def _inline(text: str) -> str:
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "pipeline"
 
-
-def _atomic_write(target: Path, content: str) -> None:
-    temp: str | None = None
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(content)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temp, 0o644)  # mkstemp makes it owner-only; reviewers and the UI read it
-        os.replace(temp, target)
-    except OSError as err:
-        if temp is not None and os.path.exists(temp):
-            os.unlink(temp)
-        raise AireError(f"cannot write postmortem {target}: {err}") from err

@@ -1,6 +1,7 @@
-"""Where incidents come from: a task's final failure, a gate rejection, an SLO breach.
+"""Where incidents come from: a task's final failure and a gate rejection.
 
-(The fourth source, failures no callback saw, is ``aire.incidents.sweep``.) Every source
+(SLO breaches open theirs in ``aire.reliability.breaches``; failures no callback saw in
+``aire.incidents.sweep``.) Every source
 goes through ``open_incident``, which stores the incident before anything else is tried
 (postmortem file, object-storage copy, notifiers), so a full disk or a notifier outage
 never loses it. The postmortem stub is written once, when the incident opens, pre-filled
@@ -14,11 +15,12 @@ import csv
 import json
 import logging
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aire.errors import AireError
-from aire.home import Home
+from aire.home import Home, RunLayout
 from aire.incidents.postmortem import write_postmortem
 from aire.incidents.store import IncidentStore, Severity, SourceKind, dedup_key
 from aire.telemetry import get_telemetry
@@ -27,8 +29,6 @@ if TYPE_CHECKING:
     from aire.config import Notify, PipelineConfig
     from aire.data.storage import ObjectStore
     from aire.incidents.notifiers import ChannelResolver
-    from aire.pipeline.run_context import RunContext
-    from aire.reliability.slo import SloReport
 
 log = logging.getLogger(__name__)
 
@@ -69,48 +69,41 @@ def record_task_failure(
     )
 
 
-def record_gate_rejection(ctx: RunContext, decision: dict[str, Any],
-                          resolver: ChannelResolver | None = None,
+@dataclass(frozen=True)
+class RejectedRun:
+    """The run whose candidate is not promoted, as the incident needs it."""
+
+    pipeline: str
+    run_key: str
+    batch_uri: str
+    config_path: str
+    run_dir: Path
+    notify: Notify | None = None
+
+
+def record_gate_rejection(home: Home, run: RejectedRun, decision: dict[str, Any], *,
+                          resolver: ChannelResolver | None = None, object_store: ObjectStore | None = None,
                           approval: dict[str, Any] | None = None) -> dict[str, Any]:
     """The candidate is not promoted: the gate rejected it, or (``approval``, when the gate
     passed it) a person rejected it or nobody approved it in time."""
     failed = [check for check in decision.get("checks", []) if not check.get("passed")]
     names = ", ".join(check.get("name", "?") for check in failed) or "no decision record"
-    title = f"{ctx.name}: candidate rejected by the gate ({names})"
-    evidence = evidence_from_run(ctx.run_dir)
-    evidence.update({"batch": ctx.spec.batch_uri, "config": ctx.spec.config_path,
-                     "run_id": ctx.spec.run_key, "champion": champion_of(ctx.home, ctx.name)})
+    title = f"{run.pipeline}: candidate rejected by the gate ({names})"
+    evidence = evidence_from_run(run.run_dir)
+    evidence.update({"batch": run.batch_uri, "config": run.config_path,
+                     "run_id": run.run_key, "champion": champion_of(home, run.pipeline)})
     if decision.get("promote") is True:
         why = approval.get("summary") if approval else "no approval answer was recorded"
-        title = f"{ctx.name}: candidate passed the gate but was not approved ({why})"
+        title = f"{run.pipeline}: candidate passed the gate but was not approved ({why})"
         if approval:
             evidence["approval"] = approval
     return open_incident(
-        ctx.home, dedup_key("gate", ctx.name, ctx.spec.run_key), pipeline=ctx.name,
+        home, dedup_key("gate", run.pipeline, run.run_key), pipeline=run.pipeline,
         title=title, severity=Severity.MEDIUM,
         source={"kind": SourceKind.GATE_REJECTION.value, "dag_id": "aire_retrain",
-                "run_id": ctx.spec.run_key, "task_id": "reject", "try_number": 1},
-        evidence=evidence, notify=ctx.config.notify, resolver=resolver, object_store=ctx.store,
+                "run_id": run.run_key, "task_id": "reject", "try_number": 1},
+        evidence=evidence, notify=run.notify, resolver=resolver, object_store=object_store,
     )
-
-
-def record_slo_breaches(config: PipelineConfig, report: SloReport, home: Home | None = None,
-                        resolver: ChannelResolver | None = None) -> list[dict[str, Any]]:
-    """One active incident per breached objective; a breach still there counts again."""
-    home = home or Home.from_env()
-    outcomes = []
-    for objective in report.breached:
-        fast = any(b.firing and b.alert == "fast" for b in objective.burn)
-        outcomes.append(open_incident(
-            home, dedup_key("slo", config.name, objective.name), pipeline=config.name,
-            title=f"{config.name}: SLO '{objective.name}' breached: {objective.reason}",
-            severity=Severity.HIGH if fast else Severity.MEDIUM,
-            source={"kind": SourceKind.SLO_BREACH.value},
-            evidence={"slo": objective.to_dict(), "evaluated_at": report.evaluated_at.isoformat(),
-                      "champion": champion_of(home, config.name)},
-            notify=config.notify, resolver=resolver,
-        ))
-    return outcomes
 
 
 def open_incident(home: Home, key: str, *, pipeline: str, title: str, severity: Severity,
@@ -189,11 +182,12 @@ def evidence_from_run(run_dir: Path | None) -> dict[str, Any]:
     if run_dir is None or not run_dir.exists():
         return evidence
     evidence["reports"] = str(run_dir)
-    validation = _read_json(run_dir / "validation" / "validation.json")
+    files = RunLayout(run_dir)
+    validation = _read_json(files.validation)
     if validation:
         evidence["validation_failures"] = [c for c in validation.get("checks", [])
                                            if not c.get("success")]
-    evaluation = _read_json(run_dir / "evaluation" / "evaluation.json") or {}
+    evaluation = _read_json(files.evaluation) or {}
     if evaluation.get("drift"):
         drift = evaluation["drift"]
         evidence["drift"] = {key: drift.get(key) for key in
@@ -201,22 +195,22 @@ def evidence_from_run(run_dir: Path | None) -> dict[str, Any]:
                               "new_categories")}
     if evaluation.get("fairness"):
         evidence["fairness"] = evaluation["fairness"]
-    decision = _read_json(run_dir / "decision.json")
+    decision = _read_json(files.decision)
     if decision:
         evidence["gate"] = {"decision": "promote" if decision.get("promote") else "reject",
                             "checks": decision.get("checks", [])}
-    signing = _read_json(run_dir / "signing.json")
+    signing = _read_json(files.signing)
     if signing:
         evidence["model_digests"] = {"candidate": signing.get("digest")}
-    analysis = _read_json(run_dir / "analysis" / "summary.json")
+    analysis = _read_json(files.analysis_summary)
     if analysis:
         evidence["error_analysis"] = {key: analysis.get(key) for key in
                                       ("estimated_noise_rate", "n_suspected", "n_rows",
                                        "skipped", "reason")}
-    suspects = run_dir / "analysis" / "review_queue.csv"
+    suspects = files.analysis_dir / "review_queue.csv"
     if suspects.exists():
         with suspects.open(newline="") as handle:
-            evidence["suspected_rows"] = [row for _, row in zip(range(10), csv.DictReader(handle))]
+            evidence["suspected_rows"] = [row for _, row in zip(range(10), csv.DictReader(handle), strict=False)]
     return evidence
 
 

@@ -13,9 +13,6 @@ loaded without ever unpickling bytes.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from aire import atomic
 from aire.errors import InputError
 from aire.model.preprocessing import (  # noqa: F401  (re-exported)
     MISSING,
@@ -173,17 +171,11 @@ class TrainedModel:
         """Write the model directory atomically: a killed save leaves the old one intact."""
         target = Path(model_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex}"
-        staging.mkdir()
-        try:
+        with atomic.replacing_directory(target) as staging:
             tensors = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
             save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
             _write_json(staging / MODEL_FILE, self._model_json())
             _write_json(staging / PREPROCESSING_FILE, self.preprocessor.to_dict())
-            _swap_into_place(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return target
 
     def _model_json(self) -> dict[str, Any]:
@@ -228,14 +220,6 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _swap_into_place(staging: Path, target: Path) -> None:
-    # rename() cannot replace a non-empty directory, so the old one is moved aside first and
-    # removed only after the new one is in place.
-    retired = target.parent / f".{target.name}.old-{uuid.uuid4().hex}"
-    if target.exists():
-        os.replace(target, retired)
-    os.replace(staging, target)
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> TrainedModel:

@@ -20,10 +20,10 @@ import torch.nn.functional as F
 
 from aire.config import PipelineConfig
 from aire.errors import InputError
+from aire.model.preprocessing import TabularPreprocessor
 from aire.model.tabular import (
     ClassLabel,
     TabularNet,
-    TabularPreprocessor,
     TrainedModel,
     cpu_threads_capped,
     label_classes,

@@ -13,6 +13,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aire.config import load_config
 from aire.home import Home
@@ -84,7 +85,8 @@ def _last_run(home: Home) -> tuple[str, str, dict[str, float]]:
     return run_id, state, {f"{task} ({task_state})": round(duration or 0.0, 1) for task, task_state, duration in rows}
 
 
-def _summary(home: Home, name: str, status: dict, first: DemoRun, second: DemoRun, incidents: list) -> None:
+def _summary(home: Home, name: str, status: dict[str, Any], first: DemoRun, second: DemoRun,
+             incidents: list[Any]) -> None:
     champion = status["champion"] or {}
     print("\n================ AIRE demo summary ================")
     print(f"model            {name}")

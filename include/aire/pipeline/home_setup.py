@@ -14,7 +14,7 @@ from aire.home import Home
 
 def prepare_home(home: Home, *, migrate_airflow: bool = True) -> dict[str, Any]:
     from aire.data.datasets import write_example_batches
-    from aire.trust.signing import ensure_keypair
+    from aire.trust.keys import ensure_keypair
 
     home.ensure()
     keys = ensure_keypair(home.keys_dir)

@@ -8,6 +8,7 @@ run, and are copied to the object store, so each stage can be re-run on its own.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import dataclass
 from functools import cached_property
@@ -16,14 +17,18 @@ from typing import Any
 
 import pandas as pd
 
+from aire import atomic
 from aire.config import PipelineConfig, load_config
+from aire.constants import TAG_BATCH_URI, TAG_CONFIG
 from aire.data.storage import ObjectStore, S3Settings, open_store
 from aire.errors import AireError
-from aire.home import Home
+from aire.home import Home, RunLayout
 from aire.registry.mlflow_registry import Registry
 from aire.trust.keys import KeyPair, ensure_keypair
 from aire.trust.ledger import Ledger
-from aire.trust.verify import VerifiedModel, fetch_verified
+from aire.trust.verify import VerifiedModel, fetch_verified, verify_candidate
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,8 +61,8 @@ class RunContext:
     @cached_property
     def mlflow_run_id(self) -> str:
         return self.registry.run_for(
-            self.name, self.spec.run_key, tags={"aire.batch_uri": self.spec.batch_uri,
-                                                "aire.config": str(self.spec.config_path)}
+            self.name, self.spec.run_key,
+            tags={TAG_BATCH_URI: self.spec.batch_uri, TAG_CONFIG: str(self.spec.config_path)},
         )
 
     @cached_property
@@ -69,37 +74,58 @@ class RunContext:
     def store(self) -> ObjectStore:
         return open_store(self.config.storage.uri, self.home.store_dir, self.spec.s3)
 
+    @property
+    def files(self) -> RunLayout:
+        """Where each of this run"s artifacts lives (``aire.home.RunLayout``)."""
+        return RunLayout(self.run_dir)
+
     def path(self, *parts: str) -> Path:
         return self.run_dir.joinpath(*parts)
 
+    def store_key(self, area: str, name: str) -> str:
+        """This run"s object-store key for a file in ``area`` (batches, quarantine, runs)."""
+        return f"{area}/{self.name}/{self.run_dir.name}/{name}"
+
     # --- data handed between stages ---------------------------------------------------
     def batch(self) -> pd.DataFrame:
-        return self._frame("batch.parquet", "validate_data")
+        return self._frame(self.files.batch, "validate_data")
 
     def split(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        return self._frame("train.parquet", "fine_tune"), self._frame("holdout.parquet", "fine_tune")
+        return self._frame(self.files.train, "fine_tune"), self._frame(self.files.holdout, "fine_tune")
 
-    def _frame(self, name: str, producer: str) -> pd.DataFrame:
-        path = self.path(name)
+    def _frame(self, path: Path, producer: str) -> pd.DataFrame:
         if not path.exists():
             raise AireError(f"{path} is missing: run the '{producer}' stage of run {self.spec.run_key} first")
         return pd.read_parquet(path)
 
-    def read_json(self, *parts: str) -> dict[str, Any]:
-        return dict(json.loads(self.path(*parts).read_text()))
+    @staticmethod
+    def read_json(path: Path) -> dict[str, Any]:
+        return dict(json.loads(path.read_text()))
 
-    def write_json(self, data: dict[str, Any], *parts: str) -> Path:
-        path = self.path(*parts)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, default=str))
-        tmp.replace(path)
-        return path
+    @staticmethod
+    def read_json_or_none(path: Path) -> dict[str, Any] | None:
+        """The JSON object at ``path``, or None when it is missing or unreadable."""
+        try:
+            return dict(json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    @staticmethod
+    def write_json(data: dict[str, Any], path: Path) -> Path:
+        return atomic.write_json(path, data, default=str)
+
+    def quarantine(self, frame: pd.DataFrame) -> None:
+        """Keep a copy of a refused batch for the people who will look into it."""
+        from aire.data.tables import write_table
+
+        path = self.files.quarantined_batch
+        write_table(frame, path)
+        self.store.put_file(path, self.store_key("quarantine", path.name))
 
     # --- publishing -----------------------------------------------------------------
     def publish(self, local: Path, artifact_path: str) -> None:
         """Log a report file or directory to MLflow and copy it to the object store."""
-        prefix = f"runs/{self.name}/{self.run_dir.name}/{artifact_path}"
+        prefix = self.store_key("runs", artifact_path)
         if local.is_dir():
             self.registry.log_artifacts(self.mlflow_run_id, local, artifact_path)
             for file in sorted(p for p in local.rglob("*") if p.is_file()):
@@ -113,7 +139,7 @@ class RunContext:
         """The given registered version, downloaded and verified; None for no champion."""
         if version is None:
             return None
-        workdir = self.path("registry")
+        workdir = self.files.registry_dir
         stale = workdir / f"{self.name}-v{version}"
         if stale.exists():
             shutil.rmtree(stale)  # always verify a fresh download, never a cached copy
@@ -121,3 +147,18 @@ class RunContext:
             self.registry, self.registry.version(self.name, version),
             public_key=self.keys.public, ledger=self.ledger, workdir=workdir,
         )
+
+    def verified_candidate(self) -> str:
+        """The candidate's digest; raises unless its signature and ledger entry check out."""
+        files = self.files
+        return verify_candidate(files.model_dir, files.signature, self.read_json_or_none(files.signing),
+                                ledger=self.ledger, pipeline=self.name, public_key=self.keys.public)
+
+    def candidate_verifies(self) -> bool:
+        """``verified_candidate`` as a verdict for the gate: a failure is logged, not raised."""
+        try:
+            self.verified_candidate()
+        except (AireError, OSError) as exc:
+            log.warning("candidate signature check failed: %s", exc)
+            return False
+        return True

@@ -15,12 +15,14 @@ machinery for the answer.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aire.constants import TAG_APPROVAL, TAG_APPROVED_BY
 from aire.errors import InputError
 
 if TYPE_CHECKING:
@@ -28,8 +30,6 @@ if TYPE_CHECKING:
 
 APPROVE = "Approve"  # the options a person is offered
 REJECT = "Reject"
-TAG_APPROVAL = "aire.approval"  # MLflow run and model version tags
-TAG_APPROVED_BY = "aire.approved_by"
 
 
 class NextStep(str, Enum):
@@ -199,3 +199,16 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return "–" if value is None else str(value).replace("|", "\\|")
+
+
+def approval_for(approval_json: Path, decision_json: Path) -> ApprovalRecord | None:
+    """The answer recorded for the decision file as it is now, if any (see ``bound``)."""
+    try:
+        record = dict(json.loads(approval_json.read_text()))
+    except (OSError, ValueError, TypeError):
+        record = None
+    try:
+        decision_sha256: str | None = digest_of(decision_json)
+    except OSError:
+        decision_sha256 = None
+    return bound(record, decision_sha256)

@@ -27,24 +27,27 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aire.errors import AireError, ConfigError
-from aire.home import Home
-from aire.promotion.promote.approval import TAG_APPROVED_BY, ApprovalRecord
-from aire.registry.mlflow_registry import (
+from aire.constants import (
     CHALLENGER,
     CHAMPION,
+    LEDGER_PROMOTION,
     PREVIOUS,
+    TAG_APPROVED_BY,
     TAG_DATA_DIGEST,
     TAG_SIGNED_DIGEST,
 )
+from aire.errors import AireError, ConfigError
+from aire.home import Home
+from aire.promotion.approval import ApprovalRecord
 
 if TYPE_CHECKING:
-    from aire.pipeline.run_context import RunContext
+    from aire.registry.mlflow_registry import Registry
+    from aire.trust.ledger import Ledger
 
-PROMOTION = "promotion"
 LOCK_URL_ENV = "AIRE_LOCK_URL"
 log = logging.getLogger(__name__)
 
@@ -122,24 +125,36 @@ def advisory_lock(url: str, name: str, *, timeout_s: float = 600.0) -> Iterator[
         engine.dispose()
 
 
-def promote_candidate(ctx: RunContext, signed_digest: str, *,
+@dataclass(frozen=True)
+class Candidate:
+    """A signed candidate the gate passed, as promotion needs it."""
+
+    pipeline: str
+    run_key: str
+    mlflow_run_id: str
+    signed_digest: str
+    data_digest: str  # the batch it trained on ("" when validation recorded none)
+    decision: dict[str, Any]  # the gate's record; its champion_version is what it was judged against
+
+
+def promote_candidate(home: Home, registry: Registry, ledger: Ledger, candidate: Candidate, *,
                       approval: ApprovalRecord | None = None) -> dict[str, Any]:
-    """``approval``: the person's answer when one was asked for; who approved goes into the
-    version's tags and the ledger's promotion entry."""
-    decision = ctx.read_json("decision.json")
-    judged_against = decision.get("champion_version")  # the champion the gate compared it with
-    data_digest = ctx.read_json("validation", "validation.json").get("data_digest") or ""
+    """Register the candidate once and move ``champion`` to it, if the champion is still the
+    one the gate compared it with; otherwise keep it as ``challenger``. ``approval``: the
+    person's answer when one was asked for; who approved goes into the version's tags and
+    the ledger's promotion entry."""
+    name, signed_digest, decision = candidate.pipeline, candidate.signed_digest, candidate.decision
+    judged_against = decision.get("champion_version")
     tags = {TAG_SIGNED_DIGEST: signed_digest}
-    if data_digest:
-        tags[TAG_DATA_DIGEST] = data_digest
+    if candidate.data_digest:
+        tags[TAG_DATA_DIGEST] = candidate.data_digest
     approved_by = approval.who if approval and approval.approved else None
     if approved_by:
         tags[TAG_APPROVED_BY] = approved_by
-    registry = ctx.registry
-    with alias_lock(ctx.home, ctx.name):
-        current = registry.champion(ctx.name)
+    with alias_lock(home, name):
+        current = registry.champion(name)
         current_version = current.version if current else None
-        version, created = registry.register(ctx.name, ctx.mlflow_run_id, ctx.spec.run_key, tags)
+        version, created = registry.register(name, candidate.mlflow_run_id, candidate.run_key, tags)
         moved, challenger = False, False
         if current_version == version.version:
             reason = "already the champion (a re-run of the run that promoted it)"
@@ -147,29 +162,29 @@ def promote_candidate(ctx: RunContext, signed_digest: str, *,
             reason = (f"the champion moved to v{current_version} after the gate compared this candidate with "
                       f"{'no champion' if judged_against is None else f'v{judged_against}'}; not promoted")
             if current_version is None or version.version > current_version:
-                registry.set_alias(ctx.name, CHALLENGER, version.version)
+                registry.set_alias(name, CHALLENGER, version.version)
                 challenger, reason = True, reason + ", kept as the challenger (run its batch again to compare)"
         else:
-            registry.set_alias(ctx.name, CHALLENGER, version.version)
+            registry.set_alias(name, CHALLENGER, version.version)
             if current is not None:
-                registry.set_alias(ctx.name, PREVIOUS, current.version)
-            registry.set_alias(ctx.name, CHAMPION, version.version)
-            registry.delete_alias(ctx.name, CHALLENGER)
+                registry.set_alias(name, PREVIOUS, current.version)
+            registry.set_alias(name, CHAMPION, version.version)
+            registry.delete_alias(name, CHALLENGER)
             moved, reason = True, f"promoted over {'no champion' if current is None else f'v{current.version}'}"
-            ctx.ledger.append(PROMOTION, {
-                "pipeline": ctx.name, "run_key": ctx.spec.run_key, "to_version": version.version,
+            ledger.append(LEDGER_PROMOTION, {
+                "pipeline": name, "run_key": candidate.run_key, "to_version": version.version,
                 "from_version": current_version, "digest": signed_digest,
                 "from_digest": current.signed_digest if current else None, "decision": decision,
                 **({"approval": approval.to_dict()} if approval else {}),
             })
     if not moved:
-        log.warning("model '%s' v%s: %s", ctx.name, version.version, reason)
+        log.warning("model '%s' v%s: %s", name, version.version, reason)
     if not created and version.signed_digest != signed_digest:
         # A cleared and re-run run: its version was registered by the first pass, and this
         # pass's retrained candidate (another digest) is kept beside it, not registered.
         log.warning("run %s already registered version %s (digest %s); candidate %s is not registered",
-                    ctx.spec.run_key, version.version, version.signed_digest, signed_digest)
-    champion = registry.champion(ctx.name)
+                    candidate.run_key, version.version, version.signed_digest, signed_digest)
+    champion = registry.champion(name)
     return {
         "version": version.version, "registered_now": created, "champion_moved": moved, "reason": reason,
         "challenger": challenger, "champion_version": champion.version if champion else None,

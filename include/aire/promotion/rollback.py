@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from aire.config import load_config
+from aire.constants import CHALLENGER, CHAMPION, LEDGER_ROLLBACK, PREVIOUS
 from aire.errors import AireError, InputError
 from aire.home import Home
 from aire.incidents.store import IncidentStore, Status
-from aire.promotion.promote.promote import alias_lock
-from aire.registry.mlflow_registry import CHALLENGER, CHAMPION, PREVIOUS, ModelVersion, Registry
+from aire.promotion.promote import alias_lock
+from aire.registry.mlflow_registry import ModelVersion, Registry
 from aire.trust.ledger import Ledger
 from aire.trust.verify import fetch_verified
 
-ROLLBACK = "rollback"
 log = logging.getLogger(__name__)
 
 
@@ -68,7 +68,7 @@ def rollback(config_path: str | Path, *, to_version: int | None = None, by: str,
         registry.set_alias(name, CHAMPION, target.version)
         if registry.aliases(name).get(CHALLENGER) == target.version:
             registry.delete_alias(name, CHALLENGER)
-        entry = ledger.append(ROLLBACK, {
+        entry = ledger.append(LEDGER_ROLLBACK, {
             "pipeline": name, "to_version": target.version, "from_version": current.version if current else None,
             "digest": verified.digest, "from_digest": current.signed_digest if current else None,
             "by": by, "reason": reason, "incident_id": incident,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,17 +20,12 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
+from aire.constants import CHAMPION, TAG_DATA_DIGEST, TAG_PINNED_CHAMPION, TAG_RUN_KEY, TAG_SIGNED_DIGEST
 from aire.errors import AireError
 
 # Download progress bars would fill every task log and the demo's output.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-CHAMPION = "champion"
-PREVIOUS = "previous"
-CHALLENGER = "challenger"  # registered, passed the gate, not (yet) the champion
-TAG_RUN_KEY = "aire.run_key"
-TAG_DATA_DIGEST = "aire.data_digest"
-TAG_SIGNED_DIGEST = "aire.signed_digest"
 
 
 def candidate_artifacts(digest: str) -> tuple[str, str]:
@@ -95,7 +91,7 @@ class Registry:
         runs = self.client.search_runs([experiment], f"tags.`{TAG_RUN_KEY}` = '{escaped}'", max_results=1)
         return runs[0] if runs else None
 
-    def log_metrics(self, run_id: str, metrics: dict[str, float | None], step: int | None = None) -> None:
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float | None], step: int | None = None) -> None:
         for key, value in metrics.items():
             if value is not None:
                 self.client.log_metric(run_id, key, float(value), step=step or 0)
@@ -127,6 +123,25 @@ class Registry:
         self.client.set_terminated(run_id, status=status)
 
     # --- registry ---------------------------------------------------------------------
+    def pinned_champion(self, run_id: str, name: str) -> int | None:
+        """The champion this run compares against and warm-starts from, fixed on its first call.
+
+        A cleared and re-run run must not pick up the champion it promoted itself: it gets
+        the same one again, so it retrains from the same start and reaches the same decision.
+        """
+        pinned = self.client.get_run(run_id).data.tags.get(TAG_PINNED_CHAMPION)
+        if pinned is not None:
+            return None if pinned == "none" else int(pinned)
+        champion = self.champion(name)
+        self.set_run_tags(run_id, {TAG_PINNED_CHAMPION: str(champion.version) if champion else "none"})
+        return champion.version if champion else None
+
+    def run_metric(self, name: str, version: int, metric: str) -> float | None:
+        """A metric the training run of a registered version logged (None: it logged none)."""
+        run_id = self.version(name, version).run_id
+        value = self.client.get_run(run_id).data.metrics.get(metric)
+        return None if value is None else float(value)
+
     def champion(self, name: str) -> ModelVersion | None:
         return self.by_alias(name, CHAMPION)
 

@@ -9,13 +9,13 @@ one task, to a private folder; it never lives in the repository.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from aire import atomic
 from aire.errors import InputError
 
 PRIVATE_KEY_NAME = "signing.key"  # PEM (PKCS#8, unencrypted, mode 0600)
@@ -41,7 +41,7 @@ def ensure_keypair(keys_dir: Path) -> KeyPair:
     pair = KeyPair(keys_dir / PRIVATE_KEY_NAME, keys_dir / PUBLIC_KEY_NAME)
     if not pair.private.exists():
         fresh = ec.generate_private_key(ec.SECP256R1())
-        _link_if_absent(pair.private, fresh.private_bytes(
+        atomic.link_if_absent(pair.private, fresh.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption()), mode=0o600)
     mode = pair.private.stat().st_mode & 0o777
@@ -55,25 +55,12 @@ def ensure_keypair(keys_dir: Path) -> KeyPair:
     public_pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     # Derived from the private key, so whoever wins this link writes the same bytes.
-    _link_if_absent(pair.public, public_pem, mode=0o644)
+    atomic.link_if_absent(pair.public, public_pem, mode=0o644)
     if pair.public.read_bytes() != public_pem:
         raise InputError(f"{pair.public} is not the public half of {pair.private}")
     return pair
 
 
-def _link_if_absent(dest: Path, data: bytes, *, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.tmp-")
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-        os.close(fd)
-        try:
-            os.link(tmp, dest)
-        except FileExistsError:
-            pass  # another process won the race; its file is complete (linked after fsync)
-    finally:
-        os.unlink(tmp)
 
 
 
@@ -93,7 +80,7 @@ def keypair_from_pem(private_pem: str | None, public_pem: str | None, directory:
             raise InputError(f"signing key from the secret store is not an unencrypted PEM key: {exc}") from exc
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise InputError("signing key from the secret store is not an EC key (P-256/384/521)")
-        _replace(pair.private, private_pem.encode(), mode=0o600)
+        atomic.write_bytes(pair.private, private_pem.encode(), mode=0o600)
         derived = key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
         if public_pem and public_pem.strip() != derived.strip():
@@ -101,17 +88,6 @@ def keypair_from_pem(private_pem: str | None, public_pem: str | None, directory:
         public_pem = derived
     if not public_pem:
         raise InputError("the signing secret holds neither a private nor a public key")
-    _replace(pair.public, public_pem.encode(), mode=0o644)
+    atomic.write_bytes(pair.public, public_pem.encode(), mode=0o644)
     return pair
 
-
-def _replace(dest: Path, data: bytes, *, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.tmp-")
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.close(fd)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -15,7 +15,6 @@ says who produced the bytes, not that loading them is safe.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import model_signing
 from cryptography.exceptions import InvalidSignature
 from model_signing import hashing
 
+from aire import atomic
 from aire.errors import AireError, InputError, VerificationError
 from aire.trust.keys import PRIVATE_KEY_NAME, PUBLIC_KEY_NAME, KeyPair, ensure_keypair  # noqa: F401  (re-exported)
 from aire.trust.manifest_checks import (
@@ -94,17 +94,6 @@ def _verifying_config() -> model_signing.verifying.Config:
     return model_signing.verifying.Config()  # type: ignore[no-untyped-call]  # untyped upstream
 
 
-def _write_atomic(dest: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.tmp-")
-    try:
-        os.fchmod(fd, 0o644)
-        os.write(fd, data)
-        os.fsync(fd)
-        os.close(fd)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- sigstore keyless ----------------------------------------------------------------
@@ -153,7 +142,7 @@ def write_offline_trust_config(dest: Path, *, staging: bool = False) -> Path:
 
     config = (ClientTrustConfig.staging if staging else ClientTrustConfig.production)(
         offline=True)
-    _write_atomic(dest, config._inner.to_json().encode())  # no public serializer in 4.5
+    atomic.write_bytes(dest, config._inner.to_json().encode())  # no public serializer in 4.5
     return dest
 
 
@@ -192,7 +181,7 @@ def sign_model(model_dir: Path, signature_path: Path, *, private_key: Path | Non
         bundle = staged.read_bytes()
     signed = parse_bundle(bundle, signature_path)
     refuse_unsafe_files(model_dir, signed.resources)
-    _write_atomic(signature_path, bundle)
+    atomic.write_bytes(signature_path, bundle)
     return SignResult(signed.digest, tuple(sorted(signed.resources)), signature_path)
 
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from aire.constants import BATCH, LEDGER_SIGNED, REFERENCE_ARTIFACT
 from aire.errors import VerificationError
 from aire.registry.mlflow_registry import ModelVersion, Registry
 from aire.trust.ledger import Ledger
 from aire.trust.signing import verify_model
 
-SIGNED = "model_signed"
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ def fetch_verified(
     recorded = version.signed_digest
     if not recorded:
         raise VerificationError(f"{label} has no recorded signed digest; refusing to load it")
-    if not ledger.find(SIGNED, pipeline=version.name, digest=recorded):
+    if not ledger.find(LEDGER_SIGNED, pipeline=version.name, digest=recorded):
         raise VerificationError(
             f"{label}: digest {recorded[:12]}… is not in the signing ledger {ledger.path}; refusing to load it"
         )
@@ -44,3 +47,32 @@ def fetch_verified(
     except VerificationError as exc:
         raise VerificationError(f"{label}: {exc}") from exc
     return VerifiedModel(version=version, model_dir=model_dir, digest=result.digest)
+
+
+def verify_candidate(model_dir: Path, signature: Path, signing_record: dict[str, Any] | None, *,
+                     ledger: Ledger, pipeline: str, public_key: Path) -> str:
+    """The candidate's digest, once its signature and its ledger entry check out.
+
+    A candidate is loaded only after this: the digest its signing record names must be in
+    the ledger for this pipeline, and the files must verify against it with the trusted key.
+    """
+    digest = (signing_record or {}).get("digest")
+    if not digest or not ledger.find(LEDGER_SIGNED, pipeline=pipeline, digest=digest):
+        raise VerificationError(f"{model_dir}: no signing record in the ledger for this candidate")
+    verify_model(model_dir, signature, public_key=public_key, expected_digest=digest)
+    return str(digest)
+
+
+def fetch_reference(registry: Registry, verified: VerifiedModel, destination: Path) -> pd.DataFrame:
+    """The champion's training batch, checked against the data digest its version records."""
+    import pandas as pd
+
+    from aire.data.tables import table_digest
+
+    folder = registry.download(verified.version.run_id, REFERENCE_ARTIFACT, destination)
+    reference = pd.read_parquet(folder / BATCH)
+    recorded = verified.version.data_digest
+    if recorded and table_digest(reference) != recorded:
+        raise VerificationError(f"reference data of version {verified.version.version} does not match "
+                                f"its recorded data digest {recorded[:12]}…")
+    return reference

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+
 from aire.analysis.error_analysis import ErrorAnalysis, analyze, out_of_sample, run_error_analysis
 from aire.config import PipelineConfig, parse_config
 from aire.errors import InputError

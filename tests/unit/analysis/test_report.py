@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from aire.analysis.error_analysis import OUTPUT_COLUMNS, ErrorAnalysis, run_error_analysis
 from aire.analysis.report import REVIEW_COLUMNS, write_outputs
 from aire.config import PipelineConfig, parse_config
 from aire.data.datasets import german_credit, make_batch
-from aire.promotion.promote.gate import decide, evidence_from_files
+from aire.promotion.evidence import evidence_from_files
+from aire.promotion.gate import decide
 
 FEATURES = {"numeric": ["age", "credit_amount", "duration", "job"],
             "categorical": ["housing", "saving_accounts", "checking_account", "purpose"]}

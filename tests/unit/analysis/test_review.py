@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
 from aire.analysis.error_analysis import analyze, run_error_analysis
 from aire.analysis.review import leakage_check, most_confident
 from aire.config import PipelineConfig, parse_config

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
 from aire.analysis.suspects import apply_action, suspects_from_table, training_set
 from aire.data.datasets import german_credit, make_batch
 from aire.errors import AireError, InputError

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from aire.cli.main import main
 from aire.data.datasets import german_credit, make_batch
 from aire.home import PROJECT_ROOT
-
 from tests.support.homes import isolated_home
 
 CONFIG = str(PROJECT_ROOT / "include" / "config" / "credit_risk.yaml")
@@ -104,7 +104,7 @@ def champion_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     from aire.home import Home
     from aire.pipeline.home_setup import prepare_home
     from aire.pipeline.run_context import RunSpec
-    from aire.pipeline.stages import run_all
+    from aire.pipeline.runner import run_all
 
     with isolated_home(tmp_path_factory.mktemp("champion-home")) as root:
         home = Home.from_env()

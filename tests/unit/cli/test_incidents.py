@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from aire.cli.main import main
 from aire.home import PROJECT_ROOT
 from aire.incidents.sources import record_task_failure

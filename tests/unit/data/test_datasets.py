@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from aire.data.datasets import german_credit, make_batch
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from aire.data.storage import LocalStore, MissingObjectError, S3Store, open_store, parse_s3_uri
 from aire.data.tables import read_table, table_digest, write_table
 from aire.errors import DataValidationError, InputError

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from aire.config import PipelineConfig, parse_config
 from aire.data.tables import read_table, write_table
 from aire.data.validation import (

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from aire.evaluation.bootstrap import paired_drop_errors, scores
 from sklearn.metrics import f1_score, roc_auc_score
+
+from aire.evaluation.bootstrap import paired_drop_errors, scores
 
 
 def _models(n: int, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -15,7 +16,7 @@ def _models(n: int, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray, 
     signal = np.eye(n_classes)[y] * 1.5
     a = rng.normal(size=(n, n_classes)) + signal
     b = a + rng.normal(scale=0.7, size=(n, n_classes))  # a second, correlated model
-    softmax = lambda z: np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)  # noqa: E731
+    softmax = lambda z: np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     return y, softmax(a), softmax(b)
 
 

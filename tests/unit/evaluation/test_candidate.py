@@ -11,13 +11,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+
 from aire.config import Gates, PipelineConfig, load_config
 from aire.data.datasets import german_credit, make_batch
 from aire.evaluation.candidate import compare_quality, evaluate_candidate, unseen_rows
 from aire.home import PROJECT_ROOT
 from aire.model.tabular import TrainedModel
 from aire.model.training import fit
-from aire.promotion.promote.gate import decide, evidence_from_files
+from aire.promotion.evidence import evidence_from_files
+from aire.promotion.gate import decide
 
 CONFIG = PROJECT_ROOT / "include" / "config" / "credit_risk.yaml"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from aire.config import PipelineConfig, parse_config
 from aire.errors import DataValidationError, InputError
 from aire.evaluation.candidate import (

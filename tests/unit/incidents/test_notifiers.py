@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from aire.config import ChannelKind, Notify, NotifyChannel
 from aire.errors import InputError
 from aire.incidents.notifiers import (
@@ -24,7 +25,6 @@ from aire.incidents.notifiers import (
     notify_incident,
 )
 from aire.incidents.store import Incident, IncidentSource, IncidentStore, Severity
-
 from tests.support.loopback import Receiver, closed_port_url
 
 PD = NotifyChannel(kind=ChannelKind.PAGERDUTY, conn_id="aire_pagerduty", name="oncall")

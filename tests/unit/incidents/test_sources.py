@@ -17,14 +17,15 @@ from typing import Any
 
 import pytest
 import yaml
+
 from aire.config import load_config
 from aire.home import PROJECT_ROOT, Home
 from aire.incidents.notifiers import channel_from_connection, deliver_pending
-from aire.incidents.sources import record_slo_breaches, record_task_failure
+from aire.incidents.sources import record_task_failure
 from aire.incidents.store import IncidentStore, Status, dedup_key
 from aire.incidents.sweep import FailedTaskInstance, sweep_failures
+from aire.reliability.breaches import record_slo_breaches
 from aire.reliability.slo import History, RunRecord, evaluate_all
-
 from tests.support.loopback import Receiver, closed_port_url
 
 CONFIG = PROJECT_ROOT / "include" / "config" / "credit_risk.yaml"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from aire.errors import AireError, InputError
 from aire.incidents import schema as incident_schema
 from aire.incidents.postmortem import write_postmortem

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+
 from aire.config import Features, PipelineConfig, parse_config
 from aire.errors import InputError
-from aire.model.tabular import tabular as model_module
+from aire.model import tabular as model_module
 from aire.model.tabular import (
     MODEL_FILE,
     PREPROCESSING_FILE,

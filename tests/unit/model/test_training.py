@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+
 from aire.config import PipelineConfig, parse_config
 from aire.errors import InputError
 from aire.model.tabular import TrainedModel

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 import yaml
+
 from aire.config import Approval, load_config, parse_config
 from aire.errors import ConfigError
 from aire.home import PROJECT_ROOT
-from aire.promotion.promote import approval as approvals
-from aire.promotion.promote.approval import APPROVE, REJECT, NextStep, NotApprovedError, Outcome
+from aire.promotion import approval as approvals
+from aire.promotion.approval import APPROVE, REJECT, NextStep, NotApprovedError, Outcome
 
 EXAMPLE = PROJECT_ROOT / "include" / "config" / "credit_risk.yaml"
 ALICE = {"id": "alice", "name": "Alice"}
@@ -153,7 +154,7 @@ def write_decision(spec: Any, **changes: Any) -> Path:
     from aire.pipeline.run_context import RunContext
 
     ctx = RunContext(spec)
-    return ctx.write_json({**DECISION, "run_key": spec.run_key, **changes}, "decision.json")
+    return ctx.write_json({**DECISION, "run_key": spec.run_key, **changes}, ctx.files.decision)
 
 
 def test_request_then_answer_is_written_beside_the_decision(spec: Any) -> None:
@@ -165,14 +166,14 @@ def test_request_then_answer_is_written_beside_the_decision(spec: Any) -> None:
     assert asked["timeout_seconds"] == 3600 and asked["approvers"] == ["alice"]
     assert "| drift_share | 0.125 | 0.3 | pass |" in asked["body"]
     ctx = RunContext(spec)
-    assert ctx.read_json("approval.json")["outcome"] == "pending"
+    assert ctx.read_json(ctx.files.approval)["outcome"] == "pending"
     assert asked["decision_sha256"] == approvals.digest_of(decision)
 
     record = stages.record_approval(spec, {"chosen_options": [APPROVE], "responded_by_user": ALICE,
                                            "responded_at": datetime(2026, 11, 30, tzinfo=UTC),
                                            "timedout": False})
     assert record["outcome"] == "approved" and record["responded_by"] == ALICE
-    assert ctx.read_json("approval.json") == record
+    assert ctx.read_json(ctx.files.approval) == record
     tags = ctx.registry.client.get_run(ctx.mlflow_run_id).data.tags
     assert tags["aire.approval"] == "approved" and tags["aire.approved_by"] == "Alice"
 
@@ -205,6 +206,7 @@ def test_promote_refuses_a_candidate_nobody_approved(spec: Any) -> None:
 
 def test_reject_after_a_timeout_opens_an_incident_that_says_nobody_answered(spec: Any) -> None:
     import pandas as pd
+
     from aire.home import Home
     from aire.incidents.store import IncidentStore
     from aire.pipeline import stages
@@ -224,6 +226,7 @@ def test_reject_after_a_timeout_opens_an_incident_that_says_nobody_answered(spec
 
 def test_reject_of_a_passed_candidate_without_an_answer_says_so(spec: Any) -> None:
     import pandas as pd
+
     from aire.home import Home
     from aire.incidents.store import IncidentStore
     from aire.pipeline import stages

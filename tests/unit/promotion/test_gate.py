@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+
 from aire.config import Gates, parse_config
 from aire.evaluation.candidate import (
     ColumnDrift,
@@ -23,7 +24,8 @@ from aire.evaluation.candidate import (
     quality,
     write_report,
 )
-from aire.promotion.promote.gate import NOT_APPLICABLE, Evidence, decide, evidence_from_files
+from aire.promotion.evidence import evidence_from_files
+from aire.promotion.gate import NOT_APPLICABLE, Evidence, decide
 
 REGRESSIONS = ["accuracy_drop_vs_champion", "macro_f1_drop_vs_champion", "roc_auc_drop_vs_champion",
                "calibration_error_increase_vs_champion"]
@@ -328,6 +330,6 @@ def test_group_suspect_gap_counts_only_measurable_groups_and_reports_the_worst_a
     assert waived.passed and waived.reason.startswith("not applicable")
     # The allowance grows with the noise of small groups: the same 0.08 gap passes on 60-row groups
     # (SE ~0.07) and fails on 2,000-row ones (SE ~0.012).
-    gap = lambda n: (("sex", "f", n, 0.22), ("sex", "m", n, 0.14))  # noqa: E731
+    gap = lambda n: (("sex", "f", n, 0.22), ("sex", "m", n, 0.14))
     assert _check(Gates(), replace(GOOD, group_suspect_rates=gap(60)), "group_suspect_rate_gap").passed
     assert not _check(Gates(), replace(GOOD, group_suspect_rates=gap(2000)), "group_suspect_rate_gap").passed

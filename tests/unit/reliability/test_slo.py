@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
+from mlflow import MlflowClient
+
 from aire.cli.main import main
 from aire.config import Objective, PipelineConfig, Slo, load_config, parse_config
 from aire.errors import ConfigError
@@ -24,7 +26,6 @@ from aire.reliability.slo import (
     evaluate_all,
     stale_intervals,
 )
-from mlflow import MlflowClient
 
 EXAMPLE = PROJECT_ROOT / "include" / "config" / "credit_risk.yaml"
 NOW = datetime(2026, 3, 29, tzinfo=UTC)

@@ -7,10 +7,11 @@ import stat
 from pathlib import Path
 
 import pytest
-from aire.errors import InputError
-from aire.trust.keys import ensure_keypair, keypair_from_pem
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from aire.errors import InputError
+from aire.trust.keys import ensure_keypair, keypair_from_pem
 
 
 def pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> tuple[str, str]:

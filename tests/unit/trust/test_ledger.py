@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from aire.errors import InputError, VerificationError
 from aire.trust.ledger import GENESIS_HASH, Ledger, entry_hash
 

@@ -23,6 +23,12 @@ from typing import Any
 import model_signing
 import pytest
 import torch
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from safetensors.torch import save_file
+
 from aire.errors import AireError, InputError, VerificationError
 from aire.home import Home
 from aire.trust.signing import (
@@ -36,11 +42,6 @@ from aire.trust.signing import (
     verify_model,
     write_offline_trust_config,
 )
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from safetensors.torch import save_file
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 
