@@ -7,7 +7,7 @@ export AIRE_HOME ?= $(CURDIR)/.aire
 # The venv's own pip, without the machine's torch cap getting in the way of our pin.
 PIP    := $(BIN)/pip install --disable-pip-version-check
 
-.PHONY: install demo test test-fast bench clean-home
+.PHONY: install demo lint test test-fast bench clean-home
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,15 @@ demo: install
 	    "$(AIRE_HOME)" "$(CURDIR)/$(BIN)" >> $(BIN)/activate
 	$(BIN)/aire init
 	$(BIN)/aire demo
+
+# ruff (style, imports, the ban on module-level heavy imports), mypy --strict on the library,
+# the adapter, the DAGs and the plugin, and the import contract of the layers (pyproject.toml).
+LINTED := include dags plugins tests bench
+
+lint: install
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/mypy include dags $(wildcard plugins/*.py)
+	$(BIN)/lint-imports
 
 test: install
 	$(BIN)/python -m pytest
