@@ -19,7 +19,7 @@ be (with ``min_group_count: 10``, as its 125-row holdouts are too small for the 
 passed. ``--gate KEY=VALUE`` overrides one default of ``gates:`` (repeatable), e.g.
 ``--gate regression_z=1.645`` for the z the defaults used before.
 
-``compare``: ``aire.evaluation.candidate.compare_quality`` (both models' quality on the same rows and
+``compare``: ``aire.evaluation.quality.compare_quality`` (both models' quality on the same rows and
 the paired standard errors the gate's regression checks allow for) on N synthetic holdout
 rows of two correlated binary models: wall time and the standard errors.
 
@@ -69,7 +69,10 @@ def report_worker(rows: int) -> dict[str, Any]:
     import fairlearn.metrics  # noqa: F401
 
     from aire.config import parse_config
-    from aire.evaluation.candidate import drift, fairness, quality, write_report
+    from aire.evaluation.drift import drift
+    from aire.evaluation.fairness import fairness
+    from aire.evaluation.quality import quality
+    from aire.evaluation.report import write_report
 
     after_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     config = parse_config({"name": "bench", "dataset": {
@@ -114,7 +117,7 @@ def report(sizes: list[int]) -> None:
 
 # --- cost of the candidate-vs-champion comparison -------------------------------------------
 def compare(sizes: list[int]) -> None:
-    from aire.evaluation.candidate import compare_quality
+    from aire.evaluation.quality import compare_quality
 
     print(f"{'rows':>9} {'wall s':>7} {'acc SE':>8} {'F1 SE':>8} {'AUC SE':>8} {'ECE SE':>8}")
     rng = np.random.default_rng(0)

@@ -17,9 +17,9 @@ from aire import atomic
 from aire.constants import EVALUATION, EVALUATION_HTML
 
 if TYPE_CHECKING:
-    from aire.evaluation.candidate import QualityComparison, QualityResult
     from aire.evaluation.drift import DriftResult
     from aire.evaluation.fairness import FairnessResult
+    from aire.evaluation.quality import QualityComparison, QualityResult
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:75em}

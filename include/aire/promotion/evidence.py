@@ -5,7 +5,7 @@ records why in ``Evidence.missing``; ``aire.promotion.gate.decide`` fails every 
 needs them.
 
 Where each field comes from:
-- evaluation.json (``aire.evaluation.candidate.write_report``): drift.drift_share,
+- evaluation.json (``aire.evaluation.report.write_report``): drift.drift_share,
   quality.candidate.accuracy (the whole holdout), quality.comparison.{candidate,champion}
   .{accuracy,macro_f1,roc_auc,ece} and their paired standard errors .accuracy_drop_se,
   .macro_f1_drop_se, .roc_auc_drop_se, .ece_increase_se (both models on the same rows),

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
-from aire.evaluation.bootstrap import paired_drop_errors, scores
+from aire.evaluation.bootstrap import paired_drop_errors
+from aire.evaluation.metrics import scores
 
 
 def _models(n: int, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

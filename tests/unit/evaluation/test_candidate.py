@@ -14,7 +14,8 @@ import pytest
 
 from aire.config import Gates, PipelineConfig, load_config
 from aire.data.datasets import german_credit, make_batch
-from aire.evaluation.candidate import compare_quality, evaluate_candidate, unseen_rows
+from aire.evaluation.candidate import evaluate_candidate
+from aire.evaluation.quality import compare_quality, unseen_rows
 from aire.home import PROJECT_ROOT
 from aire.model.tabular import TrainedModel
 from aire.model.training import fit

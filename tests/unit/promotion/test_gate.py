@@ -15,15 +15,10 @@ import pandas as pd
 import pytest
 
 from aire.config import Gates, parse_config
-from aire.evaluation.candidate import (
-    ColumnDrift,
-    DriftResult,
-    NullRate,
-    compare_quality,
-    fairness,
-    quality,
-    write_report,
-)
+from aire.evaluation.drift import ColumnDrift, DriftResult, NullRate
+from aire.evaluation.fairness import fairness
+from aire.evaluation.quality import compare_quality, quality
+from aire.evaluation.report import write_report
 from aire.promotion.evidence import evidence_from_files
 from aire.promotion.gate import NOT_APPLICABLE, Evidence, decide
 
