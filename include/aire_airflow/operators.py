@@ -7,7 +7,7 @@ here only when it passed the candidate and the run's config says
 ``approval.required``. The task writes the request (subject and body from the gate's
 decision record, the config's timeout and approvers) and parks in ``awaiting_input``,
 holding no worker slot; Airflow 3.3's scheduler enforces the timeout. The answer is
-recorded by ``aire.pipeline.stages.record_approval`` before the branch: Approve -> ``promote``;
+recorded by ``aire.pipeline.approval_steps.record_approval`` before the branch: Approve -> ``promote``;
 Reject, or no answer (the default on timeout) -> ``reject``.
 """
 
@@ -37,10 +37,10 @@ class AwaitApproval(HITLBranchOperator):
         )
 
     def execute(self, context: Any) -> Any:
-        from aire.pipeline import stages
+        from aire.pipeline import approval_steps
         from aire_airflow.context import run_spec
 
-        request = stages.request_approval(run_spec(context))
+        request = approval_steps.request_approval(run_spec(context))
         self.subject, self.body = request["subject"], request["body"]
         self.response_timeout = timedelta(seconds=request["timeout_seconds"])
         self.assigned_users = [{"id": user, "name": user} for user in request["approvers"]] or None
@@ -48,10 +48,10 @@ class AwaitApproval(HITLBranchOperator):
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         if "error" not in event:  # an error event makes the base class fail the task
-            from aire.pipeline import stages
+            from aire.pipeline import approval_steps
             from aire_airflow.context import run_spec
 
-            stages.record_approval(run_spec(context), event)
+            approval_steps.record_approval(run_spec(context), event)
         return super().execute_complete(context=context, event=event)
 
 

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import aire.cli
 from aire.errors import AireError, InputError
 from aire.home import PROJECT_ROOT, Home
 from aire.pipeline.stage_registry import OUTCOMES, PIPELINE, stage
@@ -75,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
 
     # Each area's commands live in a module of aire.cli that defines add_commands(sub);
     # they are found here so that adding one edits no list.
-    for module in sorted(m.name for m in pkgutil.iter_modules(aire.cli.__path__) if m.name != "main"):
+    here = [str(Path(__file__).parent)]
+    for module in sorted(m.name for m in pkgutil.iter_modules(here) if m.name != "main"):
         importlib.import_module(f"aire.cli.{module}").add_commands(sub)
     return parser
 

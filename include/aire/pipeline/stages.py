@@ -70,7 +70,7 @@ class Evaluated(TypedDict):
     not_computed: list[str]
 
 
-def _timed(stage: _Stage) -> _Stage:
+def timed(stage: _Stage) -> _Stage:
     """Record the stage's wall time and outcome as the OpenTelemetry histogram aire.stage.duration."""
 
     @functools.wraps(stage)
@@ -88,7 +88,7 @@ def _timed(stage: _Stage) -> _Stage:
     return cast(_Stage, timed)
 
 
-@_timed
+@timed
 def validate_data(spec: RunSpec, champion_version: int | None = None) -> Validated:
     """Read the batch, check it against config rules and the champion's reference profile.
 
@@ -130,7 +130,7 @@ def validate_data(spec: RunSpec, champion_version: int | None = None) -> Validat
     }
 
 
-@_timed
+@timed
 def analyze_errors(spec: RunSpec, champion_version: int | None) -> Analyzed:
     """Per-sample loss of the batch under a model that never trained on it.
 
@@ -167,7 +167,7 @@ def analyze_errors(spec: RunSpec, champion_version: int | None) -> Analyzed:
     return cast(Analyzed, {**{key: summary.get(key) for key in keys}, "leakage_flagged": leaking})
 
 
-@_timed
+@timed
 def fine_tune(spec: RunSpec, champion_version: int | None) -> Trained:
     """Train the candidate on the batch's training split, warm-started from the champion.
 
@@ -231,7 +231,7 @@ def fine_tune(spec: RunSpec, champion_version: int | None) -> Trained:
             "analysis_action": trained_on.to_dict()}
 
 
-@_timed
+@timed
 def sign_model(spec: RunSpec, champion_version: int | None = None) -> Signed:
     """Sign the candidate directory with the run's key; record the digest in the ledger."""
     from aire.constants import LEDGER_SIGNED
@@ -253,7 +253,7 @@ def sign_model(spec: RunSpec, champion_version: int | None = None) -> Signed:
     return {"digest": signed.digest}
 
 
-@_timed
+@timed
 def evaluate(spec: RunSpec, champion_version: int | None) -> Evaluated:
     """Drift of batch vs reference, quality of candidate vs champion, per-group metrics.
 
@@ -284,7 +284,7 @@ def evaluate(spec: RunSpec, champion_version: int | None) -> Evaluated:
     return cast(Evaluated, evaluation_summary(record))
 
 
-@_timed
+@timed
 def gate(spec: RunSpec, champion_version: int | None) -> dict[str, Any]:
     """Read every piece of evidence from its report; missing or unreadable evidence rejects.
 
@@ -314,7 +314,7 @@ def gate(spec: RunSpec, champion_version: int | None) -> dict[str, Any]:
     return decision
 
 
-@_timed
+@timed
 def promote(spec: RunSpec, champion_version: int | None = None) -> dict[str, Any]:
     """Register the verified candidate once and move the champion alias to it.
 
@@ -340,7 +340,7 @@ def promote(spec: RunSpec, champion_version: int | None = None) -> dict[str, Any
     return result
 
 
-@_timed
+@timed
 def reject(spec: RunSpec, champion_version: int | None = None, *,
            resolver: ChannelResolver | None = None) -> dict[str, Any]:
     """Record the rejection as an incident with a postmortem stub; the champion stays.
@@ -370,44 +370,3 @@ def after_gate(spec: RunSpec, decision: dict[str, Any]) -> str:
     from aire.promotion.approval import next_step
 
     return next_step(decision, load_config(spec.config_path).approval).value
-
-
-@_timed
-def request_approval(spec: RunSpec) -> dict[str, Any]:
-    """Open the approval request for the gate's decision: subject, body, timeout, approvers.
-
-    ``approval.json`` says ``pending`` and holds the decision's sha256 until the answer.
-    """
-    from aire.promotion import approval as approvals
-
-    ctx = RunContext(spec)
-    files = ctx.files
-    decision = ctx.read_json(files.decision)
-    if decision.get("promote") is not True:
-        raise DataValidationError(str(files.decision), None, "gate decision is promote",
-                                  "only a candidate the gate passed is put to a person")
-    config = ctx.config.approval
-    record = approvals.pending(approvals.digest_of(files.decision), config)
-    ctx.write_json(record.to_dict(), files.approval)
-    subject, body = approvals.request_text(decision, config, batch_uri=spec.batch_uri)
-    return {"subject": subject, "body": body, "timeout_seconds": config.timeout_hours * 3600,
-            "approvers": list(config.approvers), "decision_sha256": record.decision_sha256}
-
-
-@_timed
-def record_approval(spec: RunSpec, response: dict[str, Any]) -> dict[str, Any]:
-    """Write the answer (or the timeout) into ``approval.json``, publish it, tag the run."""
-    from aire.promotion import approval as approvals
-
-    ctx = RunContext(spec)
-    files = ctx.files
-    request = approvals.approval_for(files.approval, files.decision)
-    if request is None:
-        raise DataValidationError(str(files.approval), None, "approval answers this decision",
-                                  "no approval request for the current gate decision")
-    record = approvals.answered(request, response)
-    ctx.write_json(record.to_dict(), files.approval)
-    ctx.publish(files.approval, "approval")
-    ctx.registry.set_run_tags(ctx.mlflow_run_id, record.tags())
-    log.info("approval: %s", record.summary())
-    return record.to_dict()

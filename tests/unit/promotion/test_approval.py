@@ -158,18 +158,18 @@ def write_decision(spec: Any, **changes: Any) -> Path:
 
 
 def test_request_then_answer_is_written_beside_the_decision(spec: Any) -> None:
-    from aire.pipeline import stages
+    from aire.pipeline import approval_steps
     from aire.pipeline.run_context import RunContext
 
     decision = write_decision(spec)
-    asked = stages.request_approval(spec)
+    asked = approval_steps.request_approval(spec)
     assert asked["timeout_seconds"] == 3600 and asked["approvers"] == ["alice"]
     assert "| drift_share | 0.125 | 0.3 | pass |" in asked["body"]
     ctx = RunContext(spec)
     assert ctx.read_json(ctx.files.approval)["outcome"] == "pending"
     assert asked["decision_sha256"] == approvals.digest_of(decision)
 
-    record = stages.record_approval(spec, {"chosen_options": [APPROVE], "responded_by_user": ALICE,
+    record = approval_steps.record_approval(spec, {"chosen_options": [APPROVE], "responded_by_user": ALICE,
                                            "responded_at": datetime(2026, 11, 30, tzinfo=UTC),
                                            "timedout": False})
     assert record["outcome"] == "approved" and record["responded_by"] == ALICE
@@ -180,26 +180,26 @@ def test_request_then_answer_is_written_beside_the_decision(spec: Any) -> None:
 
 def test_no_request_for_a_rejected_decision_and_no_answer_for_a_changed_one(spec: Any) -> None:
     from aire.errors import DataValidationError
-    from aire.pipeline import stages
+    from aire.pipeline import approval_steps
 
     write_decision(spec, promote=False)
     with pytest.raises(DataValidationError, match="gate decision is promote"):
-        stages.request_approval(spec)
+        approval_steps.request_approval(spec)
     write_decision(spec)
-    stages.request_approval(spec)
+    approval_steps.request_approval(spec)
     write_decision(spec, champion_version=4)  # the gate ran again after the request
     with pytest.raises(DataValidationError, match="no approval request for the current gate decision"):
-        stages.record_approval(spec, {"chosen_options": [APPROVE], "responded_by_user": ALICE})
+        approval_steps.record_approval(spec, {"chosen_options": [APPROVE], "responded_by_user": ALICE})
 
 
 def test_promote_refuses_a_candidate_nobody_approved(spec: Any) -> None:
-    from aire.pipeline import stages
+    from aire.pipeline import approval_steps, stages
 
     write_decision(spec)
     with pytest.raises(NotApprovedError, match="no approval answers this gate decision"):
         stages.promote(spec)
-    stages.request_approval(spec)
-    stages.record_approval(spec, {"chosen_options": [REJECT], "responded_by_user": ALICE})
+    approval_steps.request_approval(spec)
+    approval_steps.record_approval(spec, {"chosen_options": [REJECT], "responded_by_user": ALICE})
     with pytest.raises(NotApprovedError, match="rejected by Alice"):
         stages.promote(spec)
 
@@ -209,13 +209,13 @@ def test_reject_after_a_timeout_opens_an_incident_that_says_nobody_answered(spec
 
     from aire.home import Home
     from aire.incidents.store import IncidentStore
-    from aire.pipeline import stages
+    from aire.pipeline import approval_steps, stages
     from aire.pipeline.run_context import RunContext
 
     write_decision(spec)
     pd.DataFrame({"age": [30, 40], "risk": [0, 1]}).to_parquet(RunContext(spec).path("batch.parquet"))
-    stages.request_approval(spec)
-    stages.record_approval(spec, {"chosen_options": [REJECT], "responded_by_user": None, "timedout": True})
+    approval_steps.request_approval(spec)
+    approval_steps.record_approval(spec, {"chosen_options": [REJECT], "responded_by_user": None, "timedout": True})
     stages.reject(spec)
     with IncidentStore(Home.from_env().incidents_db_url) as store:
         [incident] = store.list()
