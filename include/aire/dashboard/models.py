@@ -1,0 +1,130 @@
+"""The registry's side of the pages: champion, challenger and previous (verified now), the
+version table with metrics, and the ledger with its hash-chain verification.
+
+Reads exactly what ``aire versions``, ``aire ledger`` and ``aire status`` read
+(``aire.cli.registry``, ``aire.pipeline.status``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aire.constants import CHALLENGER, CHAMPION, LEDGER_PROMOTION, LEDGER_ROLLBACK, PREVIOUS
+from aire.errors import AireError, VerificationError
+from aire.home import Home
+from aire.registry.mlflow_registry import ModelVersion, Registry
+from aire.trust.ledger import Ledger, LedgerEntry
+
+ROLES = (CHAMPION, CHALLENGER, PREVIOUS)
+# MLflow metrics of a version's training run shown in the version table (evaluation_metrics
+# and the error analysis log them), in column order.
+VERSION_METRICS = ("candidate.accuracy", "candidate.macro_f1", "candidate.roc_auc", "candidate.ece",
+                   "drift.share", "fairness.max_gap", "analysis.estimated_noise_rate")
+
+
+@dataclass(frozen=True)
+class RoleView:
+    """One alias and the version it points at, checked now."""
+
+    role: str
+    version: ModelVersion
+    verified: bool
+    problem: str | None  # why it did not verify
+    moved_at: str | None  # the ledger entry that last made it champion
+    moved_by: str | None
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    version: ModelVersion
+    aliases: list[str]
+    metrics: dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    entries: list[LedgerEntry]
+    verified: bool
+    problem: str | None
+
+
+def verify_version(home: Home, registry: Registry, version: ModelVersion) -> tuple[bool, str | None]:
+    """What every load does before it trusts a version (``aire.trust.verify.fetch_verified``)."""
+    from aire.trust.verify import fetch_verified
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="aire-ui-") as workdir:
+            fetch_verified(registry, version, public_key=home.public_key, ledger=Ledger(home.ledger_path),
+                           workdir=Path(workdir))
+    except (AireError, OSError) as exc:
+        return False, str(exc)
+    return True, None
+
+
+def last_move(entries: list[LedgerEntry], pipeline: str, version: int) -> LedgerEntry | None:
+    """The newest promotion or rollback that made ``version`` the champion."""
+    moves = [e for e in entries if e.kind in (LEDGER_PROMOTION, LEDGER_ROLLBACK)
+             and e.entry.get("pipeline") == pipeline and e.entry.get("to_version") == version]
+    return moves[-1] if moves else None
+
+
+def mover(entry: LedgerEntry) -> str:
+    """Who or what moved the champion: a person, the rollback DAG, or the run that promoted it."""
+    record = entry.entry
+    approval = record.get("approval") or {}
+    approver = (approval.get("responded_by") or {}).get("name") if isinstance(approval, dict) else None
+    if record.get("by"):
+        return str(record["by"])
+    if approver:
+        return f"run {record.get('run_key')} (approved by {approver})"
+    return f"run {record.get('run_key')} (gate)"
+
+
+def roles(home: Home, registry: Registry, pipeline: str, entries: list[LedgerEntry]) -> list[RoleView]:
+    aliases = registry.aliases(pipeline)
+    found = []
+    for role in ROLES:
+        if role not in aliases:
+            continue
+        version = registry.version(pipeline, aliases[role])
+        verified, problem = verify_version(home, registry, version)
+        move = last_move(entries, pipeline, version.version)
+        found.append(RoleView(role, version, verified, problem, move.time if move else None,
+                              mover(move) if move else None))
+    return found
+
+
+def version_rows(registry: Registry, pipeline: str) -> list[VersionRow]:
+    """Every registered version, newest first, with its training run's metrics."""
+    aliases = registry.aliases(pipeline)
+    rows = []
+    for version in sorted(registry.versions(pipeline), key=lambda v: v.version, reverse=True):
+        logged: dict[str, Any] = registry.client.get_run(version.run_id).data.metrics
+        rows.append(VersionRow(version, sorted(a for a, n in aliases.items() if n == version.version),
+                               {m: _float(logged.get(m)) for m in VERSION_METRICS}))
+    return rows
+
+
+def ledger_view(home: Home, pipeline: str | None = None) -> LedgerView:
+    """The ledger's entries (of one pipeline, or all) and whether the whole chain verifies."""
+    ledger = Ledger(home.ledger_path)
+    try:
+        entries = ledger.entries()
+    except AireError as exc:  # a line that is not an entry at all
+        return LedgerView([], False, str(exc))
+    try:
+        ledger.verify()
+    except VerificationError as exc:
+        return LedgerView(_of(entries, pipeline), False, str(exc))
+    return LedgerView(_of(entries, pipeline), True, None)
+
+
+def _of(entries: list[LedgerEntry], pipeline: str | None) -> list[LedgerEntry]:
+    return [e for e in entries if pipeline is None or e.entry.get("pipeline") == pipeline]
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
