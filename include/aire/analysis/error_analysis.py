@@ -45,7 +45,8 @@ import numpy as np
 import pandas as pd
 
 from aire.analysis.confident_learning import confident_learning
-from aire.analysis.review import LeakageFinding, leakage_check, most_confident, occlusion_drivers
+from aire.analysis.leakage import LeakageFinding, leakage_check
+from aire.analysis.review import most_confident, occlusion_drivers
 from aire.config import PipelineConfig
 from aire.errors import AireError, InputError
 from aire.model.tabular import ClassLabel, TrainedModel, encode_labels, label_classes
