@@ -1,6 +1,6 @@
 """Tell people about incidents: a JSON webhook, a Slack incoming webhook, PagerDuty Events v2.
 
-The library takes plain URLs and keys (``Channel``); the Airflow glue turns a config's
+The library takes plain URLs and keys (``Channel``); the Airflow adapter (``aire_airflow.connections``) turns a config's
 ``notify.channels`` entries (each naming an Airflow connection) into channels. An incident
 is always stored before anything here runs, so a receiver that is down loses nothing:
 ``deliver`` retries with exponential backoff, each delivery is written to the incident's
@@ -106,7 +106,7 @@ class Delivery:
 def channel_from_connection(spec: NotifyChannel, *, host: str | None, port: int | None = None,
                             schema: str | None = None, password: str | None = None,
                             extra: Mapping[str, Any] | None = None) -> Channel:
-    """A channel from an Airflow connection's fields (the glue reads the connection).
+    """A channel from an Airflow connection's fields (the adapter reads the connection).
 
     URL: ``extra.url``, else the host (a full URL, or a host name with ``schema`` as the
     scheme, https by default, and ``extra.endpoint`` as the path), else the kind's public
