@@ -1,6 +1,7 @@
 """Service-level objectives over a pipeline's run history: SLIs, error budgets, burn rates.
 
-Run history comes from two places. The MLflow experiment ``aire/<pipeline>`` has one run
+Pure: it computes from a ``History`` and does no I/O. ``aire.reliability.history`` builds the
+history, from two places. The MLflow experiment ``aire/<pipeline>`` has one run
 per pipeline run: its start time (when the batch landed, unless the run carries an
 ``aire.batch_landed_at`` ISO tag), end time, status, the ``aire.gate`` tag (promote or
 reject) and the ``evaluation/evaluation.json`` artifact (drift share, both models' accuracy
@@ -15,7 +16,8 @@ Over a window, error rate = bad / total; the budget allows ``1 - target`` of it,
 budget remaining = 1 - error_rate / (1 - target), and burn rate = error_rate / (1 - target).
 An alert fires when both its long and short windows burn at least ``factor`` times
 (the SRE workbook's multi-window burn rate); a firing alert or an overspent budget is a
-breach, and ``check_slos`` opens an incident for it.
+breach, and ``aire.reliability.breaches`` opens an incident for it (the sweep DAG's
+``check_slos`` task).
 """
 
 from __future__ import annotations
