@@ -151,7 +151,7 @@ def _observed(value: Any) -> str:
 
 def report_frame_page(base: str, dag_id: str, run_key: str, name: str) -> Html:
     """A run's report inside a frame with scripts but no same-origin rights (see the app's CSP)."""
-    source = f"{run_url(base, dag_id, run_key)}/reports/{path(name)}"
+    source = f"{run_url(base, dag_id, run_key)}/reports/{path(*name.split('/'))}"
     body = Html(tag("p", link(run_url(base, dag_id, run_key), f"← run {run_key}"))
                 + tag("iframe", "", src=source, sandbox="allow-scripts", class_="report", title=name,
                       referrerpolicy="no-referrer"))
@@ -178,8 +178,7 @@ def versions_page(base: str, pipeline: str, pipelines: Sequence[str], rows: Sequ
                              confirm=f"Trigger aire_rollback: {pipeline} champion back to the 'previous' version?")
     ledger_state = (badge("hash chain verified", "ok") if ledger.verified
                     else Html(badge("does not verify", "bad") + esc(f" {ledger.problem}")))
-    ledger_rows = [[e.seq, e.time, e.kind, f"v{e.entry.get('from_version')} → v{e.entry['to_version']}"
-                    if "to_version" in e.entry else "-", tag("code", short(e.entry.get("digest"))),
+    ledger_rows = [[e.seq, e.time, e.kind, _move(e.entry), tag("code", short(e.entry.get("digest"))),
                     e.entry.get("by") or e.entry.get("run_key") or "-", e.entry.get("reason") or ""]
                    for e in reversed(ledger.entries)]
     body = Html(_problems(problems) + tag("p", choose, class_="choose") + tag("h2", "Versions") + version_table
@@ -189,6 +188,13 @@ def versions_page(base: str, pipeline: str, pipelines: Sequence[str], rows: Sequ
                 + tag("h2", "Ledger") + tag("p", ledger_state)
                 + table(["seq", "time", "kind", "move", "digest", "by", "reason"], ledger_rows, empty="empty ledger"))
     return page(f"Versions & ledger · {pipeline}", body, base=base, current="versions")
+
+
+def _move(entry: dict[str, Any]) -> str:
+    if "to_version" not in entry:
+        return "-"
+    before = entry.get("from_version")
+    return f"{'v' + str(before) if before is not None else 'none'} → v{entry['to_version']}"
 
 
 def _rollback_button(base: str, pipeline: str, row: VersionRow) -> Html:
