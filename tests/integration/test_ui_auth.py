@@ -64,7 +64,8 @@ class Ui:
 def _record(home: Home) -> dict[str, int]:
     ids = {}
     with IncidentStore(home.incidents_db_url) as store:
-        for purpose, title in (("ack", "gate rejected run 2"), ("resolve", "validation failed"),
+        for purpose, title in (("ack-op", "gate rejected run 2"), ("ack-admin", "gate rejected run 3"),
+                               ("resolve-op", "validation failed"), ("resolve-admin", "signature failed"),
                                ("viewer", "the viewer may not touch this"), ("hostile", HOSTILE_TITLE)):
             incident, _ = store.record(f"ui-test-{purpose}", pipeline="credit-risk", title=title,
                                        severity=Severity.HIGH, evidence={"note": title},
@@ -171,27 +172,30 @@ def test_the_viewer_gets_403_on_every_write_and_nothing_changes(ui: Ui) -> None:
     assert after.status is Status.OPEN and after.timeline == before.timeline
 
 
-def test_a_user_acknowledges_and_their_name_lands_on_the_timeline(ui: Ui) -> None:
-    with ui.client("op") as client:
-        response = client.post(f"/aire/dags/aire_retrain/incidents/{ui.incidents['ack']}/acknowledge", json={})
-        page = client.get(f"/aire/incidents/{ui.incidents['ack']}")
+@pytest.mark.parametrize("user", ["op", "admin"])  # roles user and admin
+def test_a_user_acknowledges_and_their_name_lands_on_the_timeline(ui: Ui, user: str) -> None:
+    incident_id = ui.incidents[f"ack-{user}"]
+    with ui.client(user) as client:
+        response = client.post(f"/aire/dags/aire_retrain/incidents/{incident_id}/acknowledge", json={})
+        page = client.get(f"/aire/incidents/{incident_id}")
     assert response.status_code == 200, response.text
-    incident = ui.incident("ack")
+    incident = ui.incident(f"ack-{user}")
     assert incident.status is Status.ACKNOWLEDGED
-    assert (incident.timeline[-1].event, incident.timeline[-1].detail) == ("acknowledged", "by op")
-    assert "<td>acknowledged</td><td>by op</td>" in page.text
+    assert (incident.timeline[-1].event, incident.timeline[-1].detail) == ("acknowledged", f"by {user}")
+    assert f"<td>acknowledged</td><td>by {user}</td>" in page.text
 
 
-def test_an_admin_resolves_with_a_note(ui: Ui) -> None:
-    with ui.client("admin") as client:
-        response = client.post(f"/aire/dags/aire_retrain/incidents/{ui.incidents['resolve']}/resolve",
+@pytest.mark.parametrize("user", ["op", "admin"])
+def test_a_user_resolves_with_a_note(ui: Ui, user: str) -> None:
+    incident_id = ui.incidents[f"resolve-{user}"]
+    with ui.client(user) as client:
+        response = client.post(f"/aire/dags/aire_retrain/incidents/{incident_id}/resolve",
                                json={"note": "re-ran the batch after the upstream fix"})
-        again = client.post(f"/aire/dags/aire_retrain/incidents/{ui.incidents['resolve']}/resolve",
-                            json={"note": "twice"})
+        again = client.post(f"/aire/dags/aire_retrain/incidents/{incident_id}/resolve", json={"note": "twice"})
     assert response.status_code == 200, response.text
-    incident = ui.incident("resolve")
+    incident = ui.incident(f"resolve-{user}")
     assert incident.status is Status.RESOLVED
-    assert incident.timeline[-1].detail == "by admin: re-ran the batch after the upstream fix"
+    assert incident.timeline[-1].detail == f"by {user}: re-ran the batch after the upstream fix"
     assert again.status_code == 409  # resolving a resolved incident is refused, not recorded twice
 
 
@@ -207,8 +211,9 @@ def test_writes_take_only_a_json_body_posted_to_the_incidents_own_dag(ui: Ui) ->
     assert ui.incident("viewer").status is Status.OPEN
 
 
-def test_a_rollback_request_triggers_aire_rollback_in_the_users_name(ui: Ui) -> None:
-    with ui.client("op") as client:
+@pytest.mark.parametrize("user", ["op", "admin"])
+def test_a_rollback_request_triggers_aire_rollback_in_the_users_name(ui: Ui, user: str) -> None:
+    with ui.client(user) as client:
         response = client.post("/aire/dags/aire_rollback/rollback",
                                json={"pipeline": "credit-risk", "target": "previous", "reason": "drill"})
         bad = client.post("/aire/dags/aire_rollback/rollback", json={"pipeline": "credit-risk", "target": "../x"})
@@ -219,9 +224,9 @@ def test_a_rollback_request_triggers_aire_rollback_in_the_users_name(ui: Ui) -> 
     run_id = response.json()["run_id"]
     with ui.client("admin") as client:
         run = client.get(f"/api/v2/dags/aire_rollback/dagRuns/{run_id}").json()
-    assert run["triggering_user_name"] == "op" and run["state"] == "queued"
+    assert run["triggering_user_name"] == user and run["state"] == "queued"
     assert run["conf"] == {"config": str(CONFIG), "target": "previous",
-                           "reason": "drill (requested by op in the AIRE UI)"}
+                           "reason": f"drill (requested by {user} in the AIRE UI)"}
 
 
 @pytest.mark.parametrize("name", ["..%2F..%2F..%2Fledger.jsonl", "%2E%2E/%2E%2E/%2E%2E/keys/signing.key",
