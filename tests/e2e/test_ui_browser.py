@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, FrameLocator, Page, expect, sync_playwright
 
@@ -52,6 +54,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     with isolated_home(tmp_path_factory.mktemp("browser-home")) as root:
         home = Home.from_env()
         prepare_home(home)  # migrates the home's SQLite metadata DB, as `aire init` does
+        # aire_rollback in the metadata DB, so the rollback button can trigger it (no scheduler runs it).
+        done = subprocess.run([str(BIN / "airflow"), "dags", "reserialize"], env=airflow_env(home),
+                              capture_output=True, text=True, timeout=600, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
         for run_id, batch in ((CLEAN, "batch_clean.csv"), (REJECTED, "batch_corrupt.csv")):
             run_all(RunSpec(str(CONFIG), str(home.data_dir / batch), run_id))
         passwords = root / "passwords.json"
@@ -155,6 +161,31 @@ def test_acknowledging_an_incident_records_the_user(site: Site, page: Page) -> N
         acknowledged = store.get(incident.id)
     assert acknowledged.status is Status.ACKNOWLEDGED
     assert (acknowledged.timeline[-1].event, acknowledged.timeline[-1].detail) == ("acknowledged", f"by {USER}")
+
+
+def test_the_rollback_button_triggers_aire_rollback_with_the_typed_reason(site: Site, page: Page) -> None:
+    page.goto(f"{site.base}/")
+    page.get_by_role("link", name="AIRE").first.click()
+    aire_frame(page, "credit-risk").get_by_role("link", name="Versions & ledger").click()
+    versions = aire_frame(page, "hash chain verified")
+    form = versions.locator(".action-form").filter(has_text="Roll back to previous")
+    form.get_by_label("reason").fill("browser drill")
+    form.get_by_role("button", name="Roll back to previous").click()
+    token = httpx.post(f"{site.base}/auth/token", json={"username": USER, "password": PASSWORD}, timeout=30)
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+    def triggered() -> list[dict[str, object]]:
+        runs = httpx.get(f"{site.base}/api/v2/dags/aire_rollback/dagRuns", headers=headers, timeout=30)
+        return list(runs.json().get("dag_runs") or [])
+
+    try:
+        [run] = wait_until(triggered, 60, "the aire_rollback run")
+    except TimeoutError:
+        raise AssertionError(f"no aire_rollback run; the page said: "
+                             f"{versions.locator('#aire-status').inner_text()!r}") from None
+    assert run["triggering_user_name"] == USER
+    assert run["conf"] == {"config": str(CONFIG), "target": "previous",
+                           "reason": f"browser drill (requested by {USER} in the AIRE UI)"}
 
 
 def test_the_versions_and_trend_pages_draw_their_charts(site: Site, page: Page) -> None:

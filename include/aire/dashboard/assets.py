@@ -3,22 +3,21 @@ pages' Content-Security-Policy can forbid inline scripts and styles."""
 
 from __future__ import annotations
 
-# Buttons carry their request in data- attributes (pages.action_button): a POST with a
-# JSON body, sent with the Airflow session cookie; the page reloads to show the result.
+# Buttons carry their request in data- attributes (html.action_button): a POST with a
+# JSON body, sent with the Airflow session cookie; a text box beside the button fills the
+# field it names; the page reloads to show the result.
 SCRIPT = r"""
 "use strict";
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("button.action");
   if (!button) return;
   const body = JSON.parse(button.dataset.body || "{}");
-  if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
+  const status = document.getElementById("aire-status");
   if (button.dataset.ask) {
-    const answer = window.prompt(button.dataset.ask);
-    if (answer === null) return;
-    body[button.dataset.ask] = answer;
+    const input = button.parentElement.querySelector("input");
+    body[button.dataset.ask] = input ? input.value.trim() : "";
   }
   button.disabled = true;
-  const status = document.getElementById("aire-status");
   try {
     const response = await fetch(button.dataset.url, {
       method: "POST", credentials: "same-origin",
@@ -56,6 +55,7 @@ tr.failed td { background: #fff1f0; }
 .burn.firing { color: #b3261e; font-weight: 600; }
 .choose a { margin-right: .8rem; }
 .status { font-weight: 600; }
+.action-form { display: inline-flex; gap: .3rem; margin-right: .6rem; }
 pre { margin: 0; white-space: pre-wrap; max-width: 60rem; }
 iframe.report { width: 100%; height: 80vh; border: 1px solid #dde2ea; }
 .charts { display: flex; flex-wrap: wrap; gap: 1rem; }

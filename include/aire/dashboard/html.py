@@ -31,7 +31,7 @@ def join(parts: Iterable[Any], sep: str = "") -> Html:
     return Html(esc(sep).join(esc(p) for p in parts))
 
 
-def tag(name: str, content: Any = "", **attrs: Any) -> Html:
+def tag(name: str, content: Any = "", /, **attrs: Any) -> Html:
     """``<name attr="...">content</name>``; attribute names are ours, values are escaped.
 
     A trailing underscore is dropped (``class_``), other underscores become dashes
@@ -39,6 +39,12 @@ def tag(name: str, content: Any = "", **attrs: Any) -> Html:
     """
     rendered = "".join(_attr(key, value) for key, value in attrs.items() if value is not None and value is not False)
     return Html(f"<{name}{rendered}>{esc(content)}</{name}>")
+
+
+def void(name: str, /, **attrs: Any) -> Html:
+    """An element with no content and no end tag (``<input>``), attributes as for ``tag``."""
+    rendered = "".join(_attr(key, value) for key, value in attrs.items() if value is not None and value is not False)
+    return Html(f"<{name}{rendered}>")
 
 
 def _attr(key: str, value: Any) -> str:
@@ -94,14 +100,18 @@ def short(digest: Any, size: int = 12) -> str:
     return "-" if not digest else str(digest)[:size]
 
 
-def action_button(label: str, url: str, body: dict[str, Any], *, confirm: str | None = None,
-                  ask: str | None = None) -> Html:
+def action_button(label: str, url: str, body: dict[str, Any], *, ask: str | None = None,
+                  placeholder: str | None = None) -> Html:
     """A button that POSTs ``body`` as JSON to ``url`` (static/aire.js does the fetch).
 
-    ``ask`` names a body field the user is prompted for (a resolve note, a reason).
+    ``ask`` names a body field typed into a text box beside the button (a resolve note, a
+    rollback reason). A box, not ``window.prompt``: the Airflow UI frames these pages in a
+    sandbox without ``allow-modals``, where prompt and confirm return at once, unanswered.
     """
-    return tag("button", label, type="button", class_="action", data_url=url, data_body=json.dumps(body),
-               data_confirm=confirm, data_ask=ask)
+    field = void("input", type="text", name=ask, placeholder=placeholder or ask, aria_label=ask) if ask else ""
+    button = tag("button", label, type="button", class_="action", data_url=url, data_body=json.dumps(body),
+                 data_ask=ask)
+    return tag("span", Html(esc(field) + button), class_="action-form")
 
 
 def page(title: str, body: Html, *, base: str, current: str) -> Html:

@@ -174,8 +174,7 @@ def versions_page(base: str, pipeline: str, pipelines: Sequence[str], rows: Sequ
                             r.version.run_key, *(number(r.metrics.get(m), 3) for m in VERSION_METRICS),
                             _rollback_button(base, pipeline, r)] for r in rows], empty="no registered versions")
     previous = action_button("Roll back to previous", f"{base}/dags/{ROLLBACK_DAG}/rollback",
-                             {"pipeline": pipeline, "target": "previous"}, ask="reason",
-                             confirm=f"Trigger aire_rollback: {pipeline} champion back to the 'previous' version?")
+                             {"pipeline": pipeline, "target": "previous"}, ask="reason", placeholder="reason")
     ledger_state = (badge("hash chain verified", "ok") if ledger.verified
                     else Html(badge("does not verify", "bad") + esc(f" {ledger.problem}")))
     ledger_rows = [[e.seq, e.time, e.kind, _move(e.entry), tag("code", short(e.entry.get("digest"))),
@@ -202,8 +201,7 @@ def _rollback_button(base: str, pipeline: str, row: VersionRow) -> Html:
         return Html("")
     return action_button("Make champion", f"{base}/dags/{ROLLBACK_DAG}/rollback",
                          {"pipeline": pipeline, "target": str(row.version.version)}, ask="reason",
-                         confirm=f"Trigger aire_rollback: make v{row.version.version} of {pipeline} the champion "
-                                 "(after it verifies)?")
+                         placeholder="reason")
 
 
 # --- incidents -----------------------------------------------------------------------------
@@ -227,9 +225,9 @@ def incident_page(base: str, incident: Incident, postmortem: str | None) -> Html
     actions = []
     url = f"{base}/dags/{path(dag)}/incidents/{incident.id}"
     if incident.status is Status.OPEN:
-        actions.append(action_button("Acknowledge", f"{url}/acknowledge", {}, confirm=None))
+        actions.append(action_button("Acknowledge", f"{url}/acknowledge", {}))
     if incident.status is not Status.RESOLVED:
-        actions.append(action_button("Resolve", f"{url}/resolve", {}, ask="note"))
+        actions.append(action_button("Resolve", f"{url}/resolve", {}, ask="note", placeholder="what fixed it"))
     source = incident.source
     facts = table(["", ""], [["status", badge(incident.status.value, STATUS_KIND[incident.status.value])],
                              ["severity", incident.severity.value], ["pipeline", incident.pipeline],

@@ -46,6 +46,7 @@ def test_action_buttons_carry_a_json_body_escaped_in_the_attribute() -> None:
     button = action_button("Go", "/aire/x", {"pipeline": '"><script>'}, ask="reason")
     assert 'data-body="{&quot;pipeline&quot;: &quot;\\&quot;&gt;&lt;script&gt;&quot;}"' in button
     assert 'data-ask="reason"' in button and "<script>" not in button
+    assert '<input type="text" name="reason" placeholder="reason" aria-label="reason">' in button
 
 
 def test_a_page_loads_its_script_and_style_from_the_app_only() -> None:
