@@ -10,13 +10,15 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aire.constants import CHALLENGER, CHAMPION, LEDGER_PROMOTION, LEDGER_ROLLBACK, PREVIOUS
 from aire.errors import AireError, VerificationError
 from aire.home import Home
-from aire.registry.mlflow_registry import ModelVersion, Registry
 from aire.trust.ledger import Ledger, LedgerEntry
+
+if TYPE_CHECKING:  # mlflow_registry imports MLflow: not in every process that loads the plugin
+    from aire.registry.mlflow_registry import ModelVersion, Registry
 
 ROLES = (CHAMPION, CHALLENGER, PREVIOUS)
 # MLflow metrics of a version's training run shown in the version table (evaluation_metrics
