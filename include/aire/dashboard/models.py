@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # mlflow_registry imports MLflow: not in every process that l
     from aire.registry.mlflow_registry import ModelVersion, Registry
 
 ROLES = (CHAMPION, CHALLENGER, PREVIOUS)
+VERIFY_NEWEST = 5  # versions the versions page verifies on each view
 # MLflow metrics of a version's training run shown in the version table (evaluation_metrics
 # and the error analysis log them), in column order.
 VERSION_METRICS = ("candidate.accuracy", "candidate.macro_f1", "candidate.roc_auc", "candidate.ece",
@@ -44,6 +45,8 @@ class VersionRow:
     version: ModelVersion
     aliases: list[str]
     metrics: dict[str, float | None]
+    verified: bool | None = None  # None: not checked (older than the newest VERIFY_NEWEST)
+    problem: str | None = None  # why it did not verify
 
 
 @dataclass(frozen=True)
@@ -99,14 +102,16 @@ def roles(home: Home, registry: Registry, pipeline: str, entries: list[LedgerEnt
     return found
 
 
-def version_rows(registry: Registry, pipeline: str) -> list[VersionRow]:
-    """Every registered version, newest first, with its training run's metrics."""
+def version_rows(home: Home, registry: Registry, pipeline: str, verify_newest: int = VERIFY_NEWEST) -> list[VersionRow]:
+    """Every registered version, newest first, with its training run's metrics; the newest
+    ``verify_newest`` are verified now, as a rollback would (each check downloads the model)."""
     aliases = registry.aliases(pipeline)
     rows = []
-    for version in sorted(registry.versions(pipeline), key=lambda v: v.version, reverse=True):
+    for index, version in enumerate(sorted(registry.versions(pipeline), key=lambda v: v.version, reverse=True)):
         logged: dict[str, Any] = registry.client.get_run(version.run_id).data.metrics
+        verified, problem = verify_version(home, registry, version) if index < verify_newest else (None, None)
         rows.append(VersionRow(version, sorted(a for a, n in aliases.items() if n == version.version),
-                               {m: _float(logged.get(m)) for m in VERSION_METRICS}))
+                               {m: _float(logged.get(m)) for m in VERSION_METRICS}, verified, problem))
     return rows
 
 

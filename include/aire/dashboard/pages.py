@@ -70,7 +70,7 @@ def overview_page(base: str, pipelines: Sequence[PipelineOverview], problems: Se
 def _roles(found: Sequence[RoleView]) -> Html:
     rows = [[badge(r.role, "ok" if r.role == "champion" else "muted"), f"v{r.version.version}",
              tag("code", short(r.version.signed_digest), title=r.version.signed_digest),
-             verdict(r.verified) if r.verified else Html(verdict(False) + tag("span", f" {r.problem}", class_="why")),
+             _verified(r.verified, r.problem),
              r.moved_at or "-", r.moved_by or "-"] for r in found]
     return table(["role", "version", "digest", "verified now", "made champion at", "by"], rows,
                  empty="no registered model yet")
@@ -168,10 +168,11 @@ def versions_page(base: str, pipeline: str, pipelines: Sequence[str], rows: Sequ
     oldest_first = list(reversed(rows))
     chart = line_chart(f"{metric} by version", [f"v{r.version.version}" for r in oldest_first],
                        [Series(metric, [r.metrics.get(metric) for r in oldest_first])])
-    version_table = table(["version", "aliases", "digest", "run", *VERSION_METRICS, ""],
+    version_table = table(["version", "aliases", "digest", "verified now", "run", *VERSION_METRICS, ""],
                           [[f"v{r.version.version}", ", ".join(r.aliases) or "-",
                             tag("code", short(r.version.signed_digest), title=r.version.signed_digest),
-                            r.version.run_key, *(number(r.metrics.get(m), 3) for m in VERSION_METRICS),
+                            _verified(r.verified, r.problem), r.version.run_key,
+                            *(number(r.metrics.get(m), 3) for m in VERSION_METRICS),
                             _rollback_button(base, pipeline, r)] for r in rows], empty="no registered versions")
     previous = action_button("Roll back to previous", f"{base}/dags/{ROLLBACK_DAG}/rollback",
                              {"pipeline": pipeline, "target": "previous"}, ask="reason", placeholder="reason")
@@ -196,8 +197,15 @@ def _move(entry: dict[str, Any]) -> str:
     return f"{'v' + str(before) if before is not None else 'none'} → v{entry['to_version']}"
 
 
+def _verified(verified: bool | None, problem: str | None) -> Html:
+    if verified is None:
+        return badge("not checked", "muted")
+    return verdict(True) if verified else Html(verdict(False) + tag("span", f" {problem}", class_="why"))
+
+
 def _rollback_button(base: str, pipeline: str, row: VersionRow) -> Html:
-    if "champion" in row.aliases:
+    """Only a version that verified just now is offered (the DAG verifies it again before it moves)."""
+    if "champion" in row.aliases or row.verified is not True:
         return Html("")
     return action_button("Make champion", f"{base}/dags/{ROLLBACK_DAG}/rollback",
                          {"pipeline": pipeline, "target": str(row.version.version)}, ask="reason",

@@ -92,7 +92,7 @@ def versions_page(request: Request, pipeline: str | None = None, metric: str = V
     problems: list[str] = []
     rows = []
     try:
-        rows = version_rows(Registry(sources.home.mlflow_tracking_uri), chosen)
+        rows = version_rows(sources.home, Registry(sources.home.mlflow_tracking_uri), chosen)
     except Exception as exc:  # noqa: BLE001 - MLflow down: the ledger still shows
         problems.append(f"registry: {exc}")
     ledger: LedgerView = ledger_view(sources.home, chosen)
