@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,7 +22,7 @@ from aire import atomic
 from aire.config import PipelineConfig, load_config
 from aire.constants import TAG_BATCH_URI, TAG_CONFIG
 from aire.data.storage import ObjectStore, S3Settings, open_store
-from aire.errors import AireError
+from aire.errors import AireError, InputError
 from aire.home import Home, RunLayout
 from aire.registry.mlflow_registry import Registry
 from aire.trust.keys import KeyPair, ensure_keypair
@@ -29,6 +30,11 @@ from aire.trust.ledger import Ledger
 from aire.trust.verify import VerifiedModel, fetch_verified, verify_candidate
 
 log = logging.getLogger(__name__)
+
+# Airflow's own run-id alphabet (letters, digits, "_.~:+-"), starting with a letter or digit.
+# A run key reaches MLflow filters, folder and object-store names, lock and incident keys:
+# checked once here, as a whole string, for the CLI and the DAG alike.
+RUN_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.~:+-]{0,249}")
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,11 @@ class RunSpec:
     learning_rate: float | None = None
     s3: S3Settings | None = None
     keys: KeyPair | None = None  # from a secret; None: the home's own pair
+
+    def __post_init__(self) -> None:
+        if not RUN_KEY.fullmatch(self.run_key):
+            raise InputError(f"run key {self.run_key!r}: use 1-250 letters, digits or '_.~:+-', "
+                             "starting with a letter or digit")
 
 
 class RunContext:

@@ -21,11 +21,24 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from aire.constants import CHAMPION, TAG_DATA_DIGEST, TAG_PINNED_CHAMPION, TAG_RUN_KEY, TAG_SIGNED_DIGEST
-from aire.errors import AireError
+from aire.errors import AireError, InputError
 
 # Download progress bars would fill every task log and the demo's output.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
+
+
+def filter_literal(value: str) -> str:
+    """``value`` as one string literal of an MLflow filter, or InputError.
+
+    MLflow's filter parser knows no escapes: a value is safe inside single quotes if it has
+    none, inside double quotes if it has no double quote; one with both cannot be written.
+    """
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise InputError(f"{value!r}: a value with both kinds of quote cannot be searched for in MLflow")
 
 
 def candidate_artifacts(digest: str) -> tuple[str, str]:
@@ -87,8 +100,8 @@ class Registry:
         return str(run.info.run_id)
 
     def _find_run(self, experiment: str, run_key: str) -> Run | None:
-        escaped = run_key.replace("'", "\\'")
-        runs = self.client.search_runs([experiment], f"tags.`{TAG_RUN_KEY}` = '{escaped}'", max_results=1)
+        runs = self.client.search_runs([experiment], f"tags.`{TAG_RUN_KEY}` = {filter_literal(run_key)}",
+                                       max_results=1)
         return runs[0] if runs else None
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float | None], step: int | None = None) -> None:
@@ -159,7 +172,7 @@ class Registry:
 
     def versions(self, name: str) -> list[ModelVersion]:
         try:
-            found = self.client.search_model_versions(f"name = '{name}'")
+            found = self.client.search_model_versions(f"name = {filter_literal(name)}")
         except MlflowException:
             return []
         return sorted((self._convert(v) for v in found), key=lambda v: v.version)
