@@ -60,6 +60,12 @@ PREVIOUS = "previous"  # the champion before the last move
 CHALLENGER = "challenger"  # registered, passed the gate, not (yet) the champion
 
 # --- ledger entry kinds -----------------------------------------------------------------
-LEDGER_SIGNED = "model_signed"
+LEDGER_SIGNED = "model_signed"  # pipeline, run_key, mlflow_run_id, digest
+# A registered version bound to what made it: pipeline, version, run, digest, data digest.
+# Every load checks the version against it (aire.trust.verify), not the version's tags alone.
+LEDGER_REGISTERED = "model_registered"
+LEDGER_GATE = "gate_decision"  # pipeline, run_key, mlflow_run_id, decision_sha256, promote
+LEDGER_PROMOTION_INTENT = "promotion_intent"  # written before the aliases move (aire.promotion.promote)
 LEDGER_PROMOTION = "promotion"
+LEDGER_PROMOTION_ABORTED = "promotion_aborted"  # an intent whose aliases never moved
 LEDGER_ROLLBACK = "rollback"

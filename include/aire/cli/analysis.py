@@ -82,7 +82,7 @@ def _verified_champion(name: str, folds: int) -> tuple[Any, str]:
         return None, f"cross_fit:{folds}"
     with tempfile.TemporaryDirectory(prefix="aire-analyze-") as workdir:
         verified = fetch_verified(registry, version, public_key=home.public_key,
-                                  ledger=Ledger(home.ledger_path), workdir=Path(workdir))
+                                  ledger=Ledger.for_home(home), workdir=Path(workdir))
         return load_model(verified.model_dir), f"champion v{version.version} ({verified.digest})"
 
 

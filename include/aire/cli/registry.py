@@ -43,7 +43,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 def _ledger(args: argparse.Namespace) -> int:
     from aire.trust.ledger import Ledger
 
-    ledger = Ledger(Home.from_env().ledger_path)
+    ledger = Ledger.for_home(Home.from_env())
     entries = ledger.entries()  # a line that is not an entry at all raises here
     problem: str | None = None
     try:

@@ -83,6 +83,6 @@ def _verify_version(args: argparse.Namespace, home: Home, public_key: Path) -> d
             raise InputError(f"version {args.version} records no signed digest")
         return {"version": args.version, **_verify_dir(args, public_key, version.signed_digest)}
     with tempfile.TemporaryDirectory(prefix="aire-verify-") as workdir:
-        verified = fetch_verified(registry, version, public_key=public_key, ledger=Ledger(home.ledger_path),
+        verified = fetch_verified(registry, version, public_key=public_key, ledger=Ledger.for_home(home),
                                   workdir=Path(workdir))
     return {"version": args.version, "digest": verified.digest}

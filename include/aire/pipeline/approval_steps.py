@@ -24,6 +24,7 @@ def request_approval(spec: RunSpec) -> dict[str, Any]:
     ``approval.json`` says ``pending`` and holds the decision's sha256 until the answer.
     """
     from aire.promotion import approval as approvals
+    from aire.promotion.decision_record import recorded_decision
 
     ctx = RunContext(spec)
     files = ctx.files
@@ -31,6 +32,8 @@ def request_approval(spec: RunSpec) -> dict[str, Any]:
     if decision.get("promote") is not True:
         raise DataValidationError(str(files.decision), None, "gate decision is promote",
                                   "only a candidate the gate passed is put to a person")
+    recorded_decision(ctx.ledger, files.decision, pipeline=ctx.name, run_key=spec.run_key,
+                      mlflow_run_id=ctx.mlflow_run_id)  # an edited decision is never put to a person
     config = ctx.config.approval
     record = approvals.pending(approvals.digest_of(files.decision), config)
     ctx.write_json(record.to_dict(), files.approval)

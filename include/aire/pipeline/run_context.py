@@ -61,7 +61,7 @@ class RunContext:
         self.home = (home or Home.from_env()).ensure()
         self.config: PipelineConfig = load_config(spec.config_path)
         self.registry = Registry(self.home.mlflow_tracking_uri, self.home.mlflow_artifact_root)
-        self.ledger = Ledger(self.home.ledger_path)
+        self.ledger = Ledger.for_home(self.home)
         self.run_dir = self.home.run_dir(self.config.name, spec.run_key)
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -163,7 +163,8 @@ class RunContext:
         """The candidate's digest; raises unless its signature and ledger entry check out."""
         files = self.files
         return verify_candidate(files.model_dir, files.signature, self.read_json_or_none(files.signing),
-                                ledger=self.ledger, pipeline=self.name, public_key=self.keys.public)
+                                ledger=self.ledger, pipeline=self.name, run_key=self.spec.run_key,
+                                mlflow_run_id=self.mlflow_run_id, public_key=self.keys.public)
 
     def candidate_verifies(self) -> bool:
         """``verified_candidate`` as a verdict for the gate: a failure is logged, not raised."""

@@ -241,7 +241,10 @@ def sign_model(spec: RunSpec, champion_version: int | None = None) -> Signed:
     ctx = RunContext(spec)
     files, keys = ctx.files, ctx.keys
     signed = sign(files.model_dir, files.signature, private_key=keys.private)
-    if not ctx.ledger.find(LEDGER_SIGNED, pipeline=ctx.name, digest=signed.digest):
+    # One entry per run and digest: a load checks that the digest was signed by the very run
+    # that holds it, so another run that trained to the same bytes gets its own entry.
+    if not ctx.ledger.find(LEDGER_SIGNED, pipeline=ctx.name, digest=signed.digest, mlflow_run_id=ctx.mlflow_run_id,
+                           run_key=spec.run_key):
         ctx.ledger.append(LEDGER_SIGNED, {"pipeline": ctx.name, "run_key": spec.run_key, "digest": signed.digest,
                                           "mlflow_run_id": ctx.mlflow_run_id})
     ctx.write_json({"digest": signed.digest, "files": len(signed.files), "public_key": str(keys.public)},
@@ -294,6 +297,7 @@ def gate(spec: RunSpec, champion_version: int | None) -> dict[str, Any]:
     """
     from dataclasses import replace
 
+    from aire.promotion.decision_record import record_decision
     from aire.promotion.evidence import champion_noise_rate, evidence_from_files
     from aire.promotion.gate import decide
 
@@ -309,6 +313,7 @@ def gate(spec: RunSpec, champion_version: int | None) -> dict[str, Any]:
     decision.update({"pipeline": ctx.name, "run_key": spec.run_key, "champion_version": champion_version,
                      "evidence": evidence.to_dict()})
     ctx.write_json(decision, files.decision)
+    record_decision(ctx.ledger, files.decision, decision, mlflow_run_id=ctx.mlflow_run_id)
     ctx.publish(files.decision, "decision")
     ctx.registry.set_run_tags(ctx.mlflow_run_id, {TAG_GATE: "promote" if decision["promote"] else "reject"})
     return decision
@@ -318,7 +323,9 @@ def gate(spec: RunSpec, champion_version: int | None) -> dict[str, Any]:
 def promote(spec: RunSpec, champion_version: int | None = None) -> dict[str, Any]:
     """Register the verified candidate once and move the champion alias to it.
 
-    With ``approval.required`` it first checks that a person approved this very decision.
+    Only the decision the gate recorded in the ledger counts (``aire.promotion.decision_record``):
+    an edited ``decision.json`` is refused. With ``approval.required`` it then checks that a
+    person approved this very decision.
     """
     from aire.promotion.approval import approval_for, require_approved
     from aire.promotion.promote import Candidate, promote_candidate
@@ -329,6 +336,7 @@ def promote(spec: RunSpec, champion_version: int | None = None) -> dict[str, Any
     if decision.get("promote") is not True:
         raise DataValidationError(str(files.decision), None, "gate decision is promote",
                                   "the gate did not approve this candidate")
+    _recorded_decision(ctx)
     approval = approval_for(files.approval, files.decision)
     require_approved(approval, ctx.config.approval, str(files.approval))
     candidate = Candidate(
@@ -362,6 +370,13 @@ def reject(spec: RunSpec, champion_version: int | None = None, *,
                                    approval=approval.to_dict() if approval else None)
     ctx.registry.finish_run(ctx.mlflow_run_id, status="FAILED")
     return result
+
+
+def _recorded_decision(ctx: RunContext) -> str:
+    from aire.promotion.decision_record import recorded_decision
+
+    return recorded_decision(ctx.ledger, ctx.files.decision, pipeline=ctx.name, run_key=ctx.spec.run_key,
+                             mlflow_run_id=ctx.mlflow_run_id)
 
 
 def after_gate(spec: RunSpec, decision: dict[str, Any]) -> str:

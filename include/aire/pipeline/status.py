@@ -25,7 +25,7 @@ def pipeline_status(config_path: str | Path, home: Home | None = None) -> dict[s
         try:
             with tempfile.TemporaryDirectory(prefix="aire-status-") as workdir:
                 fetch_verified(Registry(home.mlflow_tracking_uri), champion, public_key=home.public_key,
-                               ledger=Ledger(home.ledger_path), workdir=Path(workdir))
+                               ledger=Ledger.for_home(home), workdir=Path(workdir))
             champion_status["verified"] = True
         except (AireError, OSError) as exc:
             champion_status["reason"] = str(exc)  # only present when verification failed

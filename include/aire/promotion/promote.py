@@ -10,6 +10,13 @@ again to compare them). So the champion only ever moves to a model that passed t
 against the very model it replaces, and never back to an older one: going back is the job
 of rollback, which is recorded as such.
 
+The ledger records each registered version (kind ``model_registered``: pipeline, version,
+run, digests), which every later load checks, and each move in two steps: an intent
+before the aliases move and the promotion after. A process killed in between leaves an
+intent without its promotion; the next promotion or rollback of the pipeline completes
+it (the champion did move: the promotion record is written, the stale challenger
+cleared) or closes it as aborted (the champion never moved), under the same lock.
+
 ``alias_lock`` serializes alias moves per pipeline. On one host (or a shared file system
 with POSIX locks) an ``fcntl`` lock on ``<home>/locks/<pipeline>.lock`` does it. Workers
 on several hosts that share a PostgreSQL-backed MLflow do not share that file, so when a
@@ -35,6 +42,9 @@ from aire.constants import (
     CHALLENGER,
     CHAMPION,
     LEDGER_PROMOTION,
+    LEDGER_PROMOTION_ABORTED,
+    LEDGER_PROMOTION_INTENT,
+    LEDGER_REGISTERED,
     PREVIOUS,
     TAG_APPROVED_BY,
     TAG_DATA_DIGEST,
@@ -45,7 +55,7 @@ from aire.home import Home
 from aire.promotion.approval import ApprovalRecord
 
 if TYPE_CHECKING:
-    from aire.registry.mlflow_registry import Registry
+    from aire.registry.mlflow_registry import ModelVersion, Registry
     from aire.trust.ledger import Ledger
 
 LOCK_URL_ENV = "AIRE_LOCK_URL"
@@ -152,9 +162,11 @@ def promote_candidate(home: Home, registry: Registry, ledger: Ledger, candidate:
     if approved_by:
         tags[TAG_APPROVED_BY] = approved_by
     with alias_lock(home, name):
+        complete_interrupted(registry, ledger, name)
         current = registry.champion(name)
         current_version = current.version if current else None
         version, created = registry.register(name, candidate.mlflow_run_id, candidate.run_key, tags)
+        _record_registration(ledger, version, candidate)
         moved, challenger = False, False
         if current_version == version.version:
             reason = "already the champion (a re-run of the run that promoted it)"
@@ -165,18 +177,16 @@ def promote_candidate(home: Home, registry: Registry, ledger: Ledger, candidate:
                 registry.set_alias(name, CHALLENGER, version.version)
                 challenger, reason = True, reason + ", kept as the challenger (run its batch again to compare)"
         else:
-            registry.set_alias(name, CHALLENGER, version.version)
-            if current is not None:
-                registry.set_alias(name, PREVIOUS, current.version)
-            registry.set_alias(name, CHAMPION, version.version)
-            registry.delete_alias(name, CHALLENGER)
-            moved, reason = True, f"promoted over {'no champion' if current is None else f'v{current.version}'}"
-            ledger.append(LEDGER_PROMOTION, {
+            record = {
                 "pipeline": name, "run_key": candidate.run_key, "to_version": version.version,
                 "from_version": current_version, "digest": signed_digest,
                 "from_digest": current.signed_digest if current else None, "decision": decision,
                 **({"approval": approval.to_dict()} if approval else {}),
-            })
+            }
+            intent = ledger.append(LEDGER_PROMOTION_INTENT, record)
+            _move(registry, name, version.version, current_version)
+            moved, reason = True, f"promoted over {'no champion' if current is None else f'v{current.version}'}"
+            ledger.append(LEDGER_PROMOTION, {**record, "intent_seq": intent.seq})
     if not moved:
         log.warning("model '%s' v%s: %s", name, version.version, reason)
     if not created and version.signed_digest != signed_digest:
@@ -192,3 +202,58 @@ def promote_candidate(home: Home, registry: Registry, ledger: Ledger, candidate:
         "previous_version": current_version if moved else None, "approved_by": approved_by,
     }
 
+
+
+def _move(registry: Registry, name: str, to_version: int, from_version: int | None) -> None:
+    registry.set_alias(name, CHALLENGER, to_version)
+    if from_version is not None:
+        registry.set_alias(name, PREVIOUS, from_version)
+    registry.set_alias(name, CHAMPION, to_version)
+    registry.delete_alias(name, CHALLENGER)
+
+
+def _record_registration(ledger: Ledger, version: ModelVersion, candidate: Candidate) -> None:
+    """Bind the version to its run and digests in the ledger, once (a re-run finds it there).
+
+    A version this run registered before it died is recorded on the retry, but only if it
+    still names this candidate's run and digest: what a tag says now is not proof enough.
+    """
+    if ledger.find(LEDGER_REGISTERED, pipeline=version.name, version=version.version):
+        return
+    if (version.run_id, version.signed_digest) != (candidate.mlflow_run_id, candidate.signed_digest):
+        log.warning("model '%s' v%s names run %s digest %s, not this candidate's: not recorded", version.name,
+                    version.version, version.run_id, version.signed_digest)
+        return
+    ledger.append(LEDGER_REGISTERED, {
+        "pipeline": version.name, "version": version.version, "mlflow_run_id": version.run_id,
+        "run_key": candidate.run_key, "digest": candidate.signed_digest, "data_digest": candidate.data_digest,
+    })
+
+
+def complete_interrupted(registry: Registry, ledger: Ledger, name: str) -> list[int]:
+    """Finish or close every promotion intent of ``name`` that has no outcome; call under the
+    alias lock. Returns the intents' ledger seqs."""
+    closed = {item.entry.get("intent_seq") for kind in (LEDGER_PROMOTION, LEDGER_PROMOTION_ABORTED)
+              for item in ledger.find(kind, pipeline=name)}
+    handled = []
+    for intent in ledger.find(LEDGER_PROMOTION_INTENT, pipeline=name):
+        if intent.seq in closed:
+            continue
+        record, champion = intent.entry, registry.champion(name)
+        if champion is not None and (champion.version, champion.signed_digest) == (record["to_version"],
+                                                                                   record["digest"]):
+            # The champion moved and the process died before the record: finish the move's
+            # other aliases (idempotent) and write the record it never wrote.
+            _move(registry, name, record["to_version"], record["from_version"])
+            ledger.append(LEDGER_PROMOTION, {**record, "intent_seq": intent.seq, "recovered": True})
+            log.warning("model '%s': completed the promotion to v%s interrupted after the alias moved",
+                        name, record["to_version"])
+        else:
+            ledger.append(LEDGER_PROMOTION_ABORTED, {
+                "pipeline": name, "intent_seq": intent.seq, "to_version": record["to_version"],
+                "champion_version": champion.version if champion else None,
+                "reason": "the champion never moved to the intended version"})
+            log.warning("model '%s': closed the promotion to v%s interrupted before the champion moved",
+                        name, record["to_version"])
+        handled.append(intent.seq)
+    return handled

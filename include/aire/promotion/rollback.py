@@ -22,7 +22,7 @@ from aire.constants import CHALLENGER, CHAMPION, LEDGER_ROLLBACK, PREVIOUS
 from aire.errors import AireError, InputError
 from aire.home import Home
 from aire.incidents.store import IncidentStore, Status
-from aire.promotion.promote import alias_lock
+from aire.promotion.promote import alias_lock, complete_interrupted
 from aire.registry.mlflow_registry import ModelVersion, Registry
 from aire.trust.ledger import Ledger
 from aire.trust.verify import fetch_verified
@@ -52,8 +52,9 @@ def rollback(config_path: str | Path, *, to_version: int | None = None, by: str,
     home = (home or Home.from_env()).ensure()
     name = load_config(config_path).name
     registry = Registry(home.mlflow_tracking_uri, home.mlflow_artifact_root)
-    ledger = Ledger(home.ledger_path)
+    ledger = Ledger.for_home(home)
     with alias_lock(home, name):
+        complete_interrupted(registry, ledger, name)  # a half-done promotion is on the record first
         current = registry.champion(name)
         target = _target(registry, name, to_version)
         if current is not None and current.version == target.version:

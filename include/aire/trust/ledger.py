@@ -9,8 +9,14 @@ It records the digests a signature vouched for (kind ``model_signed``: pipeline,
 version, digest), so a later verification can refuse a validly signed but older
 model; promotions and rollbacks go here too. Appends hold an exclusive ``fcntl``
 lock on the file, so concurrent writers (several Airflow workers on one host or one
-POSIX-locking file system) keep one chain. The chain detects tampering by anyone who
-cannot rewrite the whole file; keep a copy elsewhere to detect that too.
+POSIX-locking file system) keep one chain.
+
+The chain is checked on every append and every lookup (``read``, ``find``), not only by
+``aire ledger --verify``: an edited entry stops the next promotion instead of being
+appended to. A chain alone cannot show a file cut short or deleted, so a ledger opened
+with an anchor (``Ledger.for_home``: its head in the database, ``aire.trust.anchor``)
+also compares its head with the anchored one. ``entries`` alone reads without checking,
+for tools that show a broken ledger.
 """
 
 from __future__ import annotations
@@ -24,9 +30,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from aire.errors import InputError, VerificationError
+from aire.trust.anchor import Anchor, DatabaseAnchor, Head
+
+if TYPE_CHECKING:
+    from aire.home import Home
 
 GENESIS_HASH = "0" * 64
 _FIELDS = ("seq", "time", "kind", "entry", "prev_hash", "hash")
@@ -58,8 +68,14 @@ def entry_hash(seq: int, time: str, kind: str, entry: dict[str, Any], prev_hash:
 
 
 class Ledger:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, anchor: Anchor | None = None) -> None:
         self.path = path
+        self.anchor = anchor
+
+    @classmethod
+    def for_home(cls, home: Home) -> Ledger:
+        """The home's ledger, its head anchored in the home's database (incidents and locks)."""
+        return cls(home.ledger_path, DatabaseAnchor(home.incidents_db_url, str(home.ledger_path)))
 
     def append(self, kind: str, entry: dict[str, Any]) -> LedgerEntry:
         """Add one entry at the end of the chain; the file lock serialises writers."""
@@ -72,30 +88,66 @@ class Ledger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked("a+b", fcntl.LOCK_EX) as handle:
             last = _last_line(handle)
-            previous = self._parse(last, line_no=0) if last else None
+            if last:
+                self._parse(last, line_no=0)  # a torn last write is named as such
+            chain = self._checked(handle)  # nothing is appended to a chain that does not verify
+            previous = chain[-1] if chain else None
             seq = previous.seq + 1 if previous else 1
             prev_hash = previous.hash if previous else GENESIS_HASH
             time = datetime.now(UTC).isoformat(timespec="microseconds")
             new = LedgerEntry(seq, time, kind, entry, prev_hash,
                               entry_hash(seq, time, kind, entry, prev_hash))
-            handle.seek(0, os.SEEK_END)
-            handle.write(_canonical(new.to_dict()) + b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+            line = _canonical(new.to_dict())
+            if self.anchor is not None:
+                self.anchor.write(Head(new.seq, new.hash, line))  # first: see aire.trust.anchor
+            self._write_line(handle, line)
         return new
 
     def entries(self) -> list[LedgerEntry]:
-        """Every entry, in file order, parsed but not checked (see ``verify``)."""
+        """Every entry, in file order, parsed but not checked (see ``read`` and ``verify``)."""
         if not self.path.exists():
             return []
         with self._locked("rb", fcntl.LOCK_SH) as handle:
             lines = handle.read().splitlines()
         return [self._parse(line, line_no) for line_no, line in enumerate(lines, 1)]
 
+    def read(self) -> list[LedgerEntry]:
+        """Every entry, once the chain and (when anchored) its head verify; raises VerificationError."""
+        if self.anchor is None:
+            if not self.path.exists():
+                return []
+            with self._locked("rb", fcntl.LOCK_SH) as handle:
+                return self._checked(handle)
+        if not self.path.exists() and self.anchor.read() is None:
+            return []  # a home that has never recorded anything
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked("a+b", fcntl.LOCK_EX) as handle:  # exclusive: it may write back the head
+            return self._checked(handle)
+
     def verify(self) -> None:
-        """Raise VerificationError naming the first entry that breaks the chain."""
+        """Raise VerificationError naming the first entry that breaks the chain, or a head that
+        is not the anchored one."""
+        self.read()
+
+    def find(self, kind: str, **match: Any) -> list[LedgerEntry]:
+        """Entries of ``kind`` whose entry has every ``key=value`` of ``match``, oldest first,
+        from a ledger that verifies."""
+        return [item for item in self.read() if item.kind == kind
+                and all(key in item.entry and item.entry[key] == value
+                        for key, value in match.items())]
+
+    # --- checking -------------------------------------------------------------------------
+    def _checked(self, handle: IO[bytes]) -> list[LedgerEntry]:
+        handle.seek(0)
+        chain = [self._parse(line, line_no) for line_no, line in enumerate(handle.read().splitlines(), 1)]
+        self._verify_chain(chain)
+        if self.anchor is None:
+            return chain
+        return self._against_anchor(handle, chain, self.anchor)
+
+    def _verify_chain(self, chain: list[LedgerEntry]) -> None:
         prev_hash, expected_seq = GENESIS_HASH, 1
-        for item in self.entries():
+        for item in chain:
             if item.seq != expected_seq:
                 raise VerificationError(
                     f"{self.path}: ledger entry seq {item.seq} found where seq {expected_seq} "
@@ -108,11 +160,34 @@ class Ledger:
                                         "match its hash (edited)")
             prev_hash, expected_seq = item.hash, expected_seq + 1
 
-    def find(self, kind: str, **match: Any) -> list[LedgerEntry]:
-        """Entries of ``kind`` whose entry has every ``key=value`` of ``match``, oldest first."""
-        return [item for item in self.entries() if item.kind == kind
-                and all(key in item.entry and item.entry[key] == value
-                        for key, value in match.items())]
+    def _against_anchor(self, handle: IO[bytes], chain: list[LedgerEntry], anchor: Anchor) -> list[LedgerEntry]:
+        head = anchor.read()
+        tip = chain[-1] if chain else None
+        if head is None:
+            if tip is not None:
+                # A ledger from before anchoring (or a new database): its current head becomes the anchor.
+                anchor.write(Head(tip.seq, tip.hash, _canonical(tip.to_dict())))
+            return chain
+        if tip is not None and (tip.seq, tip.hash) == (head.seq, head.hash):
+            return chain
+        pending = self._parse(head.line, line_no=0)
+        if head.seq == len(chain) + 1 and pending.prev_hash == (tip.hash if tip else GENESIS_HASH):
+            # The process died between anchoring an entry and writing it: finish the write.
+            self._verify_chain([*chain, pending])
+            self._write_line(handle, head.line)
+            return [*chain, pending]
+        found = f"seq {tip.seq} ({tip.hash[:12]}…)" if tip else "no entries"
+        raise VerificationError(
+            f"{self.path}: the ledger's head is {found} but its anchored head is seq {head.seq} "
+            f"({head.hash[:12]}…): entries were cut off, the file was replaced or deleted, or "
+            "entries were added without the anchor")
+
+    @staticmethod
+    def _write_line(handle: IO[bytes], line: bytes) -> None:
+        handle.seek(0, os.SEEK_END)
+        handle.write(line + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
 
     @contextmanager
     def _locked(self, mode: str, operation: int) -> Iterator[IO[bytes]]:

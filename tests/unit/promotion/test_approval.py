@@ -150,11 +150,30 @@ def spec(aire_home: Path, tmp_path: Path) -> Any:
     return RunSpec(config_path=str(config), batch_uri="batch.csv", run_key="manual__approval")
 
 
-def write_decision(spec: Any, **changes: Any) -> Path:
+def write_decision(spec: Any, *, recorded: bool = True, **changes: Any) -> Path:
+    """The decision file, and (as the gate does) its digest in the ledger unless ``recorded`` is False."""
     from aire.pipeline.run_context import RunContext
+    from aire.promotion.decision_record import record_decision
 
     ctx = RunContext(spec)
-    return ctx.write_json({**DECISION, "run_key": spec.run_key, **changes}, ctx.files.decision)
+    decision = {**DECISION, "run_key": spec.run_key, **changes}
+    path = ctx.write_json(decision, ctx.files.decision)
+    if recorded:
+        record_decision(ctx.ledger, path, decision, mlflow_run_id=ctx.mlflow_run_id)
+    return path
+
+
+def test_a_decision_the_gate_did_not_record_is_never_put_to_a_person(spec: Any) -> None:
+    """The attack: a rejected run's decision.json edited to say promote (issue 13, case 2)."""
+    from aire.errors import VerificationError
+    from aire.pipeline import approval_steps, stages
+
+    write_decision(spec, promote=False, failed=["drift_share"])
+    write_decision(spec, recorded=False)  # the forgery, written over the gate's reject
+    with pytest.raises(VerificationError, match="not the one the gate recorded"):
+        approval_steps.request_approval(spec)
+    with pytest.raises(VerificationError, match="not the one the gate recorded"):
+        stages.promote(spec)
 
 
 def test_request_then_answer_is_written_beside_the_decision(spec: Any) -> None:

@@ -157,3 +157,56 @@ def test_concurrent_appends_keep_one_chain(tmp_path: Path) -> None:
     assert [e.seq for e in entries] == list(range(1, 241))
     assert {(e.entry["writer"], e.entry["index"]) for e in entries} == {
         (w, i) for w in range(4) for i in range(60)}
+
+
+# --- attacks on a ledger whose head is anchored in a database (issue 13, case 3) -------------
+def _anchored(tmp_path: Path) -> Ledger:
+    from aire.trust.anchor import DatabaseAnchor
+
+    path = tmp_path / "anchored" / "ledger.jsonl"
+    book = Ledger(path, DatabaseAnchor(f"sqlite:///{tmp_path / 'anchor.db'}", str(path)))
+    for version in (1, 2, 3):
+        book.append("model_signed", {"pipeline": "credit-risk", "version": version, "digest": f"{version:064x}"})
+    return book
+
+
+def test_an_edited_middle_entry_stops_appends_and_lookups(ledger: Ledger) -> None:
+    lines = _lines(ledger)
+    lines[1] = lines[1].replace(f'"digest":"{2:064x}"', f'"digest":"{9:064x}"')
+    _write(ledger, lines)
+    with pytest.raises(VerificationError, match="seq 2 does not match its hash"):
+        ledger.append("promoted", {"pipeline": "credit-risk", "version": 3})
+    with pytest.raises(VerificationError, match="seq 2"):
+        ledger.find("model_signed", digest=f"{9:064x}")
+    assert len(_lines(ledger)) == 4  # nothing was appended to the broken chain
+
+
+def test_a_tail_cut_at_an_entry_boundary_is_refused(tmp_path: Path) -> None:
+    book = _anchored(tmp_path)
+    _write(book, _lines(book)[:1])  # still a valid chain, two entries short
+    with pytest.raises(VerificationError, match="anchored head is seq 3"):
+        book.verify()
+    with pytest.raises(VerificationError, match="anchored head"):
+        book.append("promoted", {"version": 1})
+
+
+def test_a_deleted_ledger_is_refused(tmp_path: Path) -> None:
+    book = _anchored(tmp_path)
+    book.path.unlink()
+    with pytest.raises(VerificationError, match="anchored head is seq 3"):
+        book.find("model_signed")
+
+
+def test_entries_added_behind_the_anchor_are_refused(tmp_path: Path) -> None:
+    book = _anchored(tmp_path)
+    Ledger(book.path).append("model_signed", {"pipeline": "credit-risk", "digest": "f" * 64})  # no anchor
+    with pytest.raises(VerificationError, match="added without the anchor"):
+        book.find("model_signed", digest="f" * 64)
+
+
+def test_a_crash_between_anchor_and_line_is_rolled_forward(tmp_path: Path) -> None:
+    book = _anchored(tmp_path)
+    whole = _lines(book)
+    _write(book, whole[:-1])  # the anchor was written, the line never was
+    assert [e.seq for e in book.read()] == [1, 2, 3]
+    assert _lines(book) == whole
