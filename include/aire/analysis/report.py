@@ -9,11 +9,17 @@
 
 Each file is written under a temporary name and renamed, so a killed task leaves the last
 complete one. Tables go to disk through pandas in chunks, never as one string in memory.
+
+The CSV files are opened in spreadsheets, and their text cells come from the batch: a cell
+that starts like a formula (``=HYPERLINK(...)``, ``+``, ``-``, ``@``, a tab or carriage
+return) is written with a leading ``'``, which spreadsheets show as text and never run.
+Numbers are left as numbers.
 """
 
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 import numpy as np
@@ -40,17 +46,38 @@ def write_outputs(result: ErrorAnalysis, out_dir: str | Path, *,
     confident = (result.review[REVIEW_COLUMNS] if not result.review.empty
                  else pd.DataFrame(columns=REVIEW_COLUMNS))
     with atomic.replacing(paths["error_analysis"]) as temp:
-        table.to_csv(temp, index=False, chunksize=100_000)
+        spreadsheet_safe(table).to_csv(temp, index=False, chunksize=100_000)
     with atomic.replacing(paths["review_queue"]) as temp:
-        review.to_csv(temp, index=False)
+        spreadsheet_safe(review).to_csv(temp, index=False)
     with atomic.replacing(paths["most_confident"]) as temp:
-        confident.to_csv(temp, index=False)
+        spreadsheet_safe(confident).to_csv(temp, index=False)
     atomic.write_json(paths["summary"], result.to_dict(), newline=True)
     page = _report_html(result, review.head(top_k), confident)
     atomic.write_text(paths["report"], page)
     return paths
 
 
+
+_FORMULA_START = r"^[=+\-@\t\r]"
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell that a spreadsheet would run as a formula quoted as text."""
+    safe = frame.copy(deep=False)
+    safe.columns = [_quoted(c) if isinstance(c, str) else c for c in frame.columns]
+    for position in range(frame.shape[1]):
+        column = frame.iloc[:, position]
+        if not (column.dtype == object or isinstance(column.dtype, (pd.CategoricalDtype, pd.StringDtype))):
+            continue  # numbers and booleans cannot hold a formula
+        text = column.astype(object)
+        risky = text.map(lambda value: isinstance(value, str) and re.match(_FORMULA_START, value) is not None)
+        if risky.any():
+            safe.isetitem(position, text.where(~risky.astype(bool), "'" + text.astype(str)))
+    return safe
+
+
+def _quoted(value: str) -> str:
+    return "'" + value if re.match(_FORMULA_START, value) else value
 
 
 def _table(frame: pd.DataFrame) -> str:

@@ -7,14 +7,17 @@ Exit status 0 on success; 2 with a one-line reason on bad input (config, data, s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import json
 import pkgutil
+import re
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from aire.errors import AireError, InputError
 from aire.home import PROJECT_ROOT, Home
@@ -27,15 +30,48 @@ STAGES = tuple(entry.command for entry in (*PIPELINE, *OUTCOMES))
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    try:
-        result = args.handler(args)
-    except InputError as exc:
-        print(f"aire: {exc}", file=sys.stderr)
-        return 2
-    except AireError as exc:
-        print(f"aire: {exc}", file=sys.stderr)
-        return 1
+    # Everything any command prints goes through one filter: no module has to remember.
+    with contextlib.redirect_stdout(_Safe(sys.stdout)), contextlib.redirect_stderr(_Safe(sys.stderr)):
+        try:
+            result = args.handler(args)
+        except InputError as exc:
+            print(f"aire: {exc}", file=sys.stderr)
+            return 2
+        except AireError as exc:
+            print(f"aire: {exc}", file=sys.stderr)
+            return 1
     return int(result or 0)
+
+
+# Control characters but newline and tab, DEL, C1 controls and the bidirectional overrides:
+# a value from a batch, a run key or a file name must not move the cursor, clear the screen,
+# retitle the terminal or reorder what the reader sees.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every control character shown as its escape (``\\x1b``), never sent raw."""
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class _Safe(io.TextIOBase):
+    """A text stream that writes ``terminal_safe`` text to the stream it wraps."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(terminal_safe(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def fileno(self) -> int:  # a child process given this stream writes to the real one
+        return self._stream.fileno()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
 
 
 def _parser() -> argparse.ArgumentParser:

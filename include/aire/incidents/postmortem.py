@@ -67,7 +67,7 @@ def write_postmortem(incident: Incident, out_dir: Path, *, evidence: Mapping[str
 
 def render_postmortem(incident: Incident, evidence: Mapping[str, Any]) -> str:
     sections = [
-        f"# Postmortem: {incident.title}",
+        f"# Postmortem: {_text(incident.title)}",
         (f"> Blameless postmortem stub written by AIRE for incident #{incident.id}. "
          f"Describe systems, signals and decisions, not people. Replace every {TBD}."),
         _summary(incident), _impact(evidence), _detection(incident, evidence),
@@ -89,7 +89,7 @@ def _summary(incident: Incident) -> str:
             ["Severity", incident.severity.value], ["Status", incident.status.value],
             ["Source", incident.source.kind], ["First seen", incident.first_seen.isoformat()],
             ["Last seen", incident.last_seen.isoformat()], ["Occurrences", incident.count],
-            ["Dedup key", f"`{incident.dedup_key}`"]]
+            ["Dedup key", _code(incident.dedup_key)]]
     return f"## Summary\n\n{_table(['Field', 'Value'], rows)}\n\nWhat happened: {TBD}"
 
 
@@ -99,8 +99,8 @@ def _impact(evidence: Mapping[str, Any]) -> str:
     digest = isinstance(champion, Mapping) and (champion.get("digest")
                                                 or champion.get("signed_digest"))
     if isinstance(champion, Mapping) and (digest or "version" in champion):
-        parts.append(f"Champion at the time: version {champion.get('version', TBD)}, "
-                     f"digest `{digest or TBD}`")
+        parts.append(f"Champion at the time: version {_text(str(champion.get('version', TBD)))}, "
+                     f"digest {_code(str(digest or TBD))}")
     else:
         parts.append(f"Champion at the time: {TBD}" if champion is None
                      else _raw("champion", champion))
@@ -115,20 +115,20 @@ def _detection(incident: Incident, evidence: Mapping[str, Any]) -> str:
     task = evidence.get("failed_task")
     # A bare string is taken as the task id, the form a callback has at hand.
     task = dict(task) if isinstance(task, Mapping) else {"task_id": task} if task else {}
-    where = [f"{label} `{value}`" for label, value in (
+    where = [f"{label} {_code(str(value))}" for label, value in (
         ("DAG", task.get("dag_id", source.dag_id)), ("run", task.get("run_id", source.run_id)),
         ("task", task.get("task_id", source.task_id)),
         ("try", task.get("try_number", source.try_number))) if value is not None]
     log_url = task.get("log_url") or evidence.get("log_url")
     detected = f"Detected by: {source.kind}" + (f" in {', '.join(where)}" if where else "")
     parts = ["## Detection", detected,
-             f"Log: {f'<{log_url}>' if log_url else TBD}",
+             f"Log: {_link(str(log_url)) if log_url else TBD}",
              f"Time to detect: {TBD} (first seen {incident.first_seen.isoformat()})"]
     slo = evidence.get("slo")
     if isinstance(slo, Mapping) and _is_records(slo.get("burn", [])):
         # An SLO breach (aire.reliability.slo.ObjectiveReport): the objective, then its burn-rate windows.
         summary = {key: value for key, value in slo.items() if key != "burn"}
-        parts.append(f"### SLO: {slo.get('name', TBD)}\n\n" + _mapping_table(summary, "slo")
+        parts.append(f"### SLO: {_text(str(slo.get('name', TBD)))}\n\n" + _mapping_table(summary, "slo")
                      + "\n\n" + _records_table(slo["burn"], ["alert", "long_seconds",
                                                                "long_rate", "short_seconds",
                                                                "short_rate", "factor", "firing"]))
@@ -136,7 +136,7 @@ def _detection(incident: Incident, evidence: Mapping[str, Any]) -> str:
         parts.append(_raw("slo", slo))
     gate = evidence.get("gate")
     if isinstance(gate, Mapping) and _is_records(gate.get("checks", [])):
-        parts.append(f"### Gate decision: {gate.get('decision', TBD)}\n\n"
+        parts.append(f"### Gate decision: {_text(str(gate.get('decision', TBD)))}\n\n"
                      + _records_table(gate.get("checks", []),
                                       ["name", "passed", "value", "threshold", "detail"]))
     elif gate is not None:
@@ -169,7 +169,7 @@ def _trigger(evidence: Mapping[str, Any]) -> str:
     if isinstance(error, str):
         parts.append(f"Exception: {_inline(error)}")
     elif isinstance(error, Mapping):
-        parts.append(f"Exception: `{error.get('type', 'Exception')}`: "
+        parts.append(f"Exception: {_code(str(error.get('type', 'Exception')))}: "
                      f"{_inline(str(error.get('message', '')))}")
         if error.get("traceback"):
             parts.append(_fenced(str(error["traceback"])))
@@ -209,11 +209,11 @@ def _cell(value: Any) -> str:
         text = json.dumps(value, default=str)
     else:
         text = str(value)
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return _text(text).replace("|", "\\|")
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -254,7 +254,36 @@ def _fenced(body: str, language: str = "") -> str:
 
 
 def _inline(text: str) -> str:
-    return " ".join(text.split())
+    return _text(text)
+
+
+# Control characters (but tab and newline, which split() turns into spaces), DEL, C1 controls,
+# line and paragraph separators, and the bidirectional overrides that reorder what a reader sees.
+_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# What makes Markdown markup of a value: HTML, links and images, code spans, escapes.
+_MARKUP = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "[": "\\[", "]": "\\]", "`": "\\`",
+                         "\\": "\\\\"})
+
+
+def _text(value: str) -> str:
+    """A value as inert Markdown text on one line."""
+    return " ".join(_INVISIBLE.sub("", value).split()).translate(_MARKUP)
+
+
+def _code(value: str) -> str:
+    """A value as one code span, with a fence longer than any backtick run inside it."""
+    flat = " ".join(_INVISIBLE.sub("", value).split())
+    longest = max((len(run) for run in re.findall(r"`+", flat)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
+
+
+def _link(url: str) -> str:
+    """An autolink for an http(s) URL; anything else (javascript:, data:) as code, not a link."""
+    if re.fullmatch(r"https?://[^\s<>`]+", url):
+        return f"<{url}>"
+    return _code(url)
 
 
 def _slug(name: str) -> str:

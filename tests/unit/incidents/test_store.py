@@ -406,3 +406,23 @@ def test_postmortem_to_unwritable_directory_raises_with_the_path(
         locked.mkdir(mode=0o500)
         with pytest.raises(AireError, match="locked"):
             write_postmortem(incident, locked, evidence={})
+
+
+def test_postmortem_values_cannot_inject_markup(tmp_path: Path) -> None:
+    """The attack (issue 13, case 5): HTML, links and code-span breakouts in a batch's values,
+    a run key and an exception reach the stub; a Markdown viewer must show them as text."""
+    xss = "<img src=x onerror=alert(1)>"
+    link = "[click](javascript:alert(1))"
+    with IncidentStore(f"sqlite:///{tmp_path / 'i.db'}") as store:
+        incident = _record(store, "k-xss", title=f"validate_data failed {xss}")[0]
+    text = write_postmortem(incident, tmp_path / "pm", evidence={
+        "failed_task": {"dag_id": "aire_retrain", "run_id": "r` <b>x</b> `", "log_url": "javascript:alert(1)"},
+        "exception": {"type": "DataValidationError", "message": f"{link} {xss}\x1b[2J\u202e"},
+        "validation_failures": [{"file": "b.csv", "column": xss, "rule": link, "detail": "ok"}],
+        "drift": {xss: {"reference": 0.1, "current": 0.4}},
+    }).read_text()
+    assert "<img" not in text and "[click](" not in text, [line for line in text.splitlines() if "<img" in line]
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text and "\\[click\\]" in text
+    assert "run `` r` <b>x</b> ` ``" in text  # one code span (literal there), its backtick cannot close it
+    assert "Log: `javascript:alert(1)`" in text  # not a link
+    assert "\x1b" not in text and "\u202e" not in text
