@@ -233,3 +233,18 @@ def test_a_crash_after_the_champion_moved_is_completed_by_the_next_run(
     records = [e.entry for e in Ledger(home.ledger_path).find(LEDGER_PROMOTION, pipeline=NAME)]
     assert [(r["from_version"], r["to_version"]) for r in records][-1] == (champion, new)
     Ledger(home.ledger_path).verify()
+
+
+# --- 13: honest outcomes ---------------------------------------------------------------------------
+def test_a_run_kept_as_challenger_does_not_say_promoted(home: Home, registry: Registry,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A run judged against one champion, which moved before it promoted: the CLI said
+    ``"outcome": "promoted"`` and exit 0 for a candidate that stayed the challenger."""
+    late = RunSpec(str(CONFIG), batch(home, seed=8), "judged-against-the-old-champion")
+    champion = stages.validate_data(late)["champion_version"]  # pins it
+    assert run_all(RunSpec(str(CONFIG), batch(home, seed=9), "moves-the-champion"))["outcome"] == "promoted"
+    code, out, _ = cli(capsys, "run", "--run-key", late.run_key, "--batch", late.batch_uri)
+    outcome = json.loads(out)
+    assert outcome["gate"]["promote"] is True and outcome["gate"]["champion_version"] == champion
+    assert outcome["outcome"] == "kept_as_challenger" and code == 3
+    assert registry.aliases(NAME)[CHALLENGER] == outcome["promote"]["version"]

@@ -46,13 +46,11 @@ def add_commands(sub: Any) -> None:
 def _analyze(args: argparse.Namespace) -> int:
     from aire.analysis.error_analysis import run_error_analysis
     from aire.config import load_config
-    from aire.data.storage import S3Settings
+    from aire.data.storage import settings_for
     from aire.data.tables import read_table
 
     config = load_config(args.config)
-    storage = config.storage
-    s3 = (S3Settings(endpoint_url=storage.endpoint_url, region=storage.region)
-          if storage.endpoint_url or storage.region else None)
+    s3 = settings_for(config.storage)
     frame = read_table(args.data, s3=s3)
     champion, model = None, f"cross_fit:{config.analysis.folds}"
     if args.model == "champion":

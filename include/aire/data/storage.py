@@ -16,12 +16,13 @@ import mimetypes
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
 
 from aire import atomic
+from aire.config import Storage
 from aire.errors import InputError
 
 # S3's bucket naming rules (lowercase letters, digits, dots, hyphens; 3-63 characters).
@@ -46,6 +47,18 @@ class S3Settings:
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
     region: str | None = None
+
+
+def settings_for(storage: Storage, given: S3Settings | None = None) -> S3Settings | None:
+    """The S3 settings a run uses, the same on every entry point (CLI, DAG, ``aire analyze``):
+    ``given`` (credentials from a secret), with the config's endpoint and region filling what
+    it leaves out. Without them a private endpoint's bucket name would resolve on public S3."""
+    if given is None:
+        if storage.endpoint_url is None and storage.region is None:
+            return None
+        return S3Settings(endpoint_url=storage.endpoint_url, region=storage.region)
+    return replace(given, endpoint_url=given.endpoint_url or storage.endpoint_url,
+                   region=given.region or storage.region)
 
 
 def s3_client(settings: S3Settings | None = None) -> Any:

@@ -21,7 +21,7 @@ import pandas as pd
 from aire import atomic
 from aire.config import PipelineConfig, load_config
 from aire.constants import TAG_BATCH_URI, TAG_CONFIG
-from aire.data.storage import ObjectStore, S3Settings, open_store
+from aire.data.storage import ObjectStore, S3Settings, open_store, settings_for
 from aire.errors import AireError, InputError
 from aire.home import Home, RunLayout
 from aire.registry.mlflow_registry import Registry
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 # A run key reaches MLflow filters, folder and object-store names, lock and incident keys:
 # checked once here, as a whole string, for the CLI and the DAG alike.
 RUN_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.~:+-]{0,249}")
+# The DAG's Params and the config's training.epochs/learning_rate bounds: the CLI gets the same.
+MAX_EPOCHS = 1000
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,11 @@ class RunSpec:
         if not RUN_KEY.fullmatch(self.run_key):
             raise InputError(f"run key {self.run_key!r}: use 1-250 letters, digits or '_.~:+-', "
                              "starting with a letter or digit")
+        # 0 is refused, not read as "the config's value": only None (no override) means that.
+        if self.epochs is not None and not 1 <= self.epochs <= MAX_EPOCHS:
+            raise InputError(f"epochs must be 1-{MAX_EPOCHS} (leave it out for the config's value), got {self.epochs}")
+        if self.learning_rate is not None and not 0 < self.learning_rate <= 1:
+            raise InputError(f"learning rate must be in (0, 1], got {self.learning_rate}")
 
 
 class RunContext:
@@ -83,7 +90,12 @@ class RunContext:
 
     @cached_property
     def store(self) -> ObjectStore:
-        return open_store(self.config.storage.uri, self.home.store_dir, self.spec.s3)
+        return open_store(self.config.storage.uri, self.home.store_dir, self.s3)
+
+    @property
+    def s3(self) -> S3Settings | None:
+        """The spec's S3 settings completed by the config's endpoint and region."""
+        return settings_for(self.config.storage, self.spec.s3)
 
     @property
     def files(self) -> RunLayout:

@@ -24,7 +24,8 @@ OUTCOME = {"promote": "promoted", AWAIT_APPROVAL: "awaiting_approval", "reject":
 
 
 def run_all(spec: RunSpec) -> dict[str, Any]:
-    """Run every stage in order; ``outcome`` is promoted, rejected or awaiting_approval."""
+    """Run every stage in order; ``outcome`` is promoted, kept_as_challenger, not_promoted,
+    rejected or awaiting_approval (``aire run`` exits 0 only for promoted)."""
     results: dict[str, Any] = {"run_key": spec.run_key, "failed": []}
     champion: int | None = None
     for entry in PIPELINE:
@@ -38,8 +39,16 @@ def run_all(spec: RunSpec) -> dict[str, Any]:
         # Nobody can be asked from here: with approval.required, promotion goes through the
         # DAG's await_approval task. The candidate stays unregistered; the champion is untouched.
         results[after] = _step(spec, stage(after), champion, results)
-    results["outcome"] = OUTCOME[after]
+    results["outcome"] = _outcome(after, results.get(after))
     return results
+
+
+def _outcome(after: str, result: dict[str, Any] | None) -> str:
+    """What happened, not what the gate chose: a candidate that passed the gate but found the
+    champion moved is ``kept_as_challenger`` (or ``not_promoted``), never ``promoted``."""
+    if after != "promote" or result is None or result.get("champion_version") == result.get("version"):
+        return OUTCOME[after]
+    return "kept_as_challenger" if result.get("challenger") else "not_promoted"
 
 
 def _step(spec: RunSpec, entry: Stage, champion: int | None, results: dict[str, Any]) -> dict[str, Any] | None:

@@ -107,7 +107,7 @@ def validate_data(spec: RunSpec, champion_version: int | None = None) -> Validat
         profile = ReferenceProfile.from_dict(ctx.read_json(verified.model_dir / REFERENCE_PROFILE))
 
     try:
-        frame = read_table(spec.batch_uri, s3=spec.s3)
+        frame = read_table(spec.batch_uri, s3=ctx.s3)
     except DataValidationError as exc:
         ctx.write_json({"success": False, "source": spec.batch_uri, "checks": [
             {"column": exc.column, "rule": exc.rule, "success": False, "detail": exc.detail}]}, files.validation)
