@@ -95,9 +95,12 @@ class Home:
         return self.root / "ledger.jsonl"
 
     def ensure(self) -> Home:
-        for path in (self.airflow_home, self.mlflow_dir, self.keys_dir, self.reports_dir,
+        for path in (self.airflow_home, self.mlflow_dir, self.reports_dir,
                      self.store_dir, self.postmortems_dir, self.data_dir):
             path.mkdir(parents=True, exist_ok=True)
+        # The private signing key lives here: nobody else may list or enter it.
+        self.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.keys_dir, 0o700)
         return self
 
     def environment(self) -> dict[str, str]:

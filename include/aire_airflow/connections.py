@@ -4,6 +4,8 @@ Airflow masks a connection's password in task logs; the library only ever sees v
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,21 +19,47 @@ if TYPE_CHECKING:
 def signing_keys(conn_id: str | None) -> KeyPair | None:
     """The signing pair held by an Airflow connection (or the secrets backend behind it).
 
-    Written for this task only to a private temporary folder; None keeps the home's pair.
+    Written for this task's process only, to a private folder that is removed when the
+    process exits; a folder left by a process that was killed is removed by the next task
+    on the host. None keeps the home's pair.
     """
     if conn_id is None:
         return None
-    import tempfile
-    from pathlib import Path
-
     from airflow.sdk import Connection
 
     from aire.trust.keys import keypair_from_pem
 
     conn = Connection.get(conn_id)
     extra = conn.extra_dejson or {}
-    folder = Path(tempfile.mkdtemp(prefix="aire-keys-"))
-    return keypair_from_pem(conn.password or None, extra.get("public_key"), folder)
+    return keypair_from_pem(conn.password or None, extra.get("public_key"), key_folder())
+
+
+def key_folder() -> Path:
+    """``<tmp>/aire-keys-<uid>/pid-<pid>``, 0700, removed at exit; dead processes' folders go first."""
+    import atexit
+    import shutil
+    import tempfile
+
+    parent = Path(tempfile.gettempdir()) / f"aire-keys-{os.getuid()}"
+    parent.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(parent, 0o700)
+    for left in parent.glob("pid-*"):
+        if not _alive(left.name.removeprefix("pid-")):
+            shutil.rmtree(left, ignore_errors=True)
+    folder = parent / f"pid-{os.getpid()}"
+    if not folder.exists():
+        atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
 
 
 def s3_settings(conn_id: str | None, endpoint_url: str | None, region: str | None) -> S3Settings | None:

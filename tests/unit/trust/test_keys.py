@@ -62,3 +62,47 @@ def test_home_pair_is_generated_once(tmp_path: Path) -> None:
     first = ensure_keypair(tmp_path / "keys")
     again = ensure_keypair(tmp_path / "keys")
     assert first.private.read_bytes() == again.private.read_bytes()
+
+
+def test_the_home_keys_folder_is_private(tmp_path: Path) -> None:
+    """The attack (issue 13, case 8): the home's keys/ folder was created 0755."""
+    from aire.home import Home
+
+    home = Home(tmp_path / "home").ensure()
+    assert stat.S_IMODE(home.keys_dir.stat().st_mode) == 0o700
+    home.keys_dir.chmod(0o755)  # a home made before: tightened on the next use
+    assert stat.S_IMODE(home.ensure().keys_dir.stat().st_mode) == 0o700
+
+
+CHILD = """
+import json, os, sys
+from aire_airflow.connections import signing_keys
+pair = signing_keys("aire_signing")
+print(json.dumps({"folder": str(pair.private.parent)}), flush=True)
+if sys.argv[1] == "killed":
+    os._exit(0)  # like a SIGKILL: no exit handlers run
+"""
+
+
+def test_a_key_from_a_connection_does_not_outlive_its_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack (issue 13, case 8): each task wrote the private key to a fresh temp folder, never removed."""
+    import os
+    import subprocess
+    import sys
+
+    private, public = pem(ec.generate_private_key(ec.SECP256R1()))
+    env = {**os.environ, "TMPDIR": str(tmp_path),
+           "AIRFLOW_CONN_AIRE_SIGNING": json.dumps({"conn_type": "generic", "password": private,
+                                                    "extra": {"public_key": public}})}
+
+    def task(how: str) -> Path:
+        done = subprocess.run([sys.executable, "-c", CHILD, how], env=env, capture_output=True, text=True,
+                              timeout=120, check=True)
+        return Path(json.loads(done.stdout.strip().splitlines()[-1])["folder"])
+
+    assert not task("exits").exists()  # removed when the task's process ended
+    killed = task("killed")
+    assert (killed / "signing.key").exists() or any(killed.iterdir())  # a killed task leaves it ...
+    task("exits")
+    assert not killed.exists()  # ... until the next task on the host
+    assert stat.S_IMODE(killed.parent.stat().st_mode) == 0o700
