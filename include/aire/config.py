@@ -411,11 +411,26 @@ def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(part) for part in err["loc"]) or "<root>"
-            problems.append(f"key '{key}': {err['msg']}")
-        raise ConfigError(f"{source}: invalid config: " + "; ".join(problems)) from None
+        problems = [_problem(err) for err in exc.errors()]
+        shown = "; ".join(problems[:_MAX_PROBLEMS])
+        if len(problems) > _MAX_PROBLEMS:
+            shown += f"; and {len(problems) - _MAX_PROBLEMS} more"
+        raise ConfigError(f"{source}: invalid config: {shown}") from None
+
+
+# Errors name keys, never values: a file that is not a config (a secret, a system file)
+# must not be echoed into stderr, an incident and its postmortem. An unknown key is named
+# only when it looks like a key; anything else is a line of content.
+_MAX_PROBLEMS = 10
+_KEY_LIKE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+
+
+def _problem(err: Any) -> str:
+    parts = [str(part) for part in err["loc"]]
+    if not all(_KEY_LIKE.fullmatch(part) or part.isdigit() for part in parts):
+        parts = [part if _KEY_LIKE.fullmatch(part) or part.isdigit() else "<unknown key>" for part in parts]
+    key = ".".join(parts) or "<root>"
+    return f"key '{key}': {err['msg']}"
 
 
 def load_config(path: str | Path) -> PipelineConfig:
@@ -427,5 +442,8 @@ def load_config(path: str | Path) -> PipelineConfig:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        # PyYAML's message quotes the offending line: name where it is, not what it says.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
     return parse_config(data, str(path))

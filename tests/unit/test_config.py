@@ -69,3 +69,19 @@ def test_unreadable_and_non_mapping_configs(tmp_path: Path) -> None:
     listy.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(listy)
+
+
+def test_errors_name_keys_and_lines_never_the_file_s_content(tmp_path: Path) -> None:
+    """The attack (issue 13, case 10): `aire status --config <not a config>` printed its lines."""
+    secrets = tmp_path / "secrets.yaml"
+    secrets.write_text("".join(f"db password {n} = hunter{n}: x\n" for n in range(30)))
+    with pytest.raises(ConfigError) as caught:
+        load_config(secrets)
+    message = str(caught.value)
+    assert "hunter" not in message and "password" not in message
+    assert "<unknown key>" in message and "and " in message  # counted, capped, not listed
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: ok\ntoken: [s3cr3t-value\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML at line \d+, column \d+$") as caught:
+        load_config(broken)
+    assert "s3cr3t" not in str(caught.value)
