@@ -92,7 +92,9 @@ class Recipe(str, Enum):
 class ModelSpec(_Strict):
     recipe: Recipe = Recipe.TABULAR
     base: str | None = None
-    hidden: list[int] = Field(default_factory=lambda: [64, 32])
+    # Bounded so that a config cannot ask for terabytes (4096 x 4096 x 8 layers is ~0.5 GB of weights).
+    hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default_factory=lambda: [64, 32], min_length=1,
+                                                              max_length=8)
 
 
 class Training(_Strict):

@@ -85,3 +85,10 @@ def test_errors_name_keys_and_lines_never_the_file_s_content(tmp_path: Path) -> 
     with pytest.raises(ConfigError, match=r"not valid YAML at line \d+, column \d+$") as caught:
         load_config(broken)
     assert "s3cr3t" not in str(caught.value)
+
+
+@pytest.mark.parametrize("hidden", [[1_000_000, 1_000_000], [0], [], [16] * 9])
+def test_model_size_is_bounded(hidden: list[int]) -> None:
+    """The attack (issue 13, case 7): a config whose model.hidden tried to allocate 4 TB."""
+    with pytest.raises(ConfigError, match="model.hidden"):
+        parse_config({**example(), "model": {"hidden": hidden}}, "pipeline.yaml")

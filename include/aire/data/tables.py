@@ -6,6 +6,12 @@ column into the index without it), and renames a duplicated header to ``a.1``. A
 those would let a truncated or corrupt batch train a model. So CSV text is first checked
 row by row with the ``csv`` module, and every problem is a DataValidationError naming the
 file, the column (None when not about a column) and the rule.
+
+Limits on columns, rows and decoded size (``TableLimits``; environment ``AIRE_MAX_COLUMNS``,
+``AIRE_MAX_ROWS``, ``AIRE_MAX_DECODED_MB``) are checked before the work: a CSV's header
+before its rows are parsed, a Parquet file's footer before any column is decoded. A few
+kilobytes must not become a gigabyte frame or a report quadratic in 100,000 columns.
+Parquet columns must be flat: a nested one is refused by name, not a traceback later.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ import hashlib
 import io
 import json
 import math
+import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
@@ -36,6 +44,22 @@ if TYPE_CHECKING:
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _DIGEST_VERSION = "aire-table-digest-v1"
+
+
+@dataclass(frozen=True)
+class TableLimits:
+    max_columns: int = 2_000
+    max_rows: int = 5_000_000
+    max_decoded_bytes: int = 2 * 1024**3
+
+    @classmethod
+    def from_env(cls) -> TableLimits:
+        try:
+            return cls(int(os.environ.get("AIRE_MAX_COLUMNS", cls.max_columns)),
+                       int(os.environ.get("AIRE_MAX_ROWS", cls.max_rows)),
+                       int(float(os.environ.get("AIRE_MAX_DECODED_MB", cls.max_decoded_bytes / 1024**2)) * 1024**2))
+        except ValueError as exc:
+            raise InputError(f"AIRE_MAX_COLUMNS, AIRE_MAX_ROWS, AIRE_MAX_DECODED_MB: not a number: {exc}") from None
 
 
 def table_format(uri: str) -> str:
@@ -75,7 +99,11 @@ def _read_local(path: Path, fmt: str, name: str) -> pd.DataFrame:
     data = path.read_bytes()
     if not data:
         raise DataValidationError(name, None, "file is not empty", "the file has 0 bytes")
-    frame = _parse_csv(data, name) if fmt == "csv" else _parse_parquet(data, name)
+    limits = TableLimits.from_env()
+    if fmt == "csv" and len(data) > limits.max_decoded_bytes:
+        raise DataValidationError(name, None, f"size <= {limits.max_decoded_bytes} bytes",
+                                  f"the file has {len(data)} bytes")
+    frame = _parse_csv(data, name, limits) if fmt == "csv" else _parse_parquet(data, name, limits)
     if len(frame) == 0:
         raise DataValidationError(
             name, None, "row count >= 1", "the table has a header but no rows"
@@ -83,7 +111,7 @@ def _read_local(path: Path, fmt: str, name: str) -> pd.DataFrame:
     return frame
 
 
-def _parse_csv(data: bytes, name: str) -> pd.DataFrame:
+def _parse_csv(data: bytes, name: str, limits: TableLimits) -> pd.DataFrame:
     import pandas as pd
 
     try:
@@ -93,7 +121,7 @@ def _parse_csv(data: bytes, name: str) -> pd.DataFrame:
         raise DataValidationError(
             name, None, "UTF-8 text", f"byte {exc.start}: {exc.reason}"
         ) from None
-    data_rows = _check_csv_shape(text, name)
+    data_rows = _check_csv_shape(text, name, limits)
     frame = pd.read_csv(io.StringIO(text), index_col=False, skip_blank_lines=True)
     if len(frame) != data_rows:  # the shape check should make this impossible; never trust it
         raise DataValidationError(
@@ -102,7 +130,7 @@ def _parse_csv(data: bytes, name: str) -> pd.DataFrame:
     return frame
 
 
-def _check_csv_shape(text: str, name: str) -> int:
+def _check_csv_shape(text: str, name: str, limits: TableLimits) -> int:
     """Check that every row has exactly the header's field count; return the data row count."""
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header: list[str] | None = None
@@ -113,9 +141,15 @@ def _check_csv_shape(text: str, name: str) -> int:
                 continue
             if header is None:
                 header = record
+                if len(header) > limits.max_columns:
+                    raise DataValidationError(name, None, f"columns <= {limits.max_columns}",
+                                              f"the header has {len(header)} columns")
                 _check_header(header, name)
                 continue
             rows += 1
+            if rows > limits.max_rows:
+                raise DataValidationError(name, None, f"rows <= {limits.max_rows}",
+                                          f"line {reader.line_num} is past the limit")
             if len(record) < len(header):
                 line = reader.line_num
                 # The last row of a file that ends without a newline: cut off mid-row.
@@ -153,9 +187,10 @@ def _check_header(header: list[str], name: str) -> None:
         seen.add(column)
 
 
-def _parse_parquet(data: bytes, name: str) -> pd.DataFrame:
+def _parse_parquet(data: bytes, name: str, limits: TableLimits) -> pd.DataFrame:
     import pandas as pd
 
+    _check_parquet_footer(data, name, limits)
     try:
         frame = pd.read_parquet(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types for corrupt files
@@ -166,6 +201,31 @@ def _parse_parquet(data: bytes, name: str) -> pd.DataFrame:
     if any(level is not None for level in frame.index.names):
         return frame.reset_index()
     return frame.reset_index(drop=True)
+
+
+def _check_parquet_footer(data: bytes, name: str, limits: TableLimits) -> None:
+    """Shape, size and flatness from the footer alone, before anything is decoded."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(io.BytesIO(data)).metadata
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types for corrupt files
+        raise DataValidationError(name, None, "readable Parquet", f"{type(exc).__name__}: {str(exc)[:300]}") from None
+    schema = meta.schema.to_arrow_schema()
+    if len(schema) > limits.max_columns:
+        raise DataValidationError(name, None, f"columns <= {limits.max_columns}", f"the file has {len(schema)}")
+    if meta.num_rows > limits.max_rows:
+        raise DataValidationError(name, None, f"rows <= {limits.max_rows}", f"the file has {meta.num_rows}")
+    # The footer's uncompressed size undercounts dictionary-encoded data; 8 bytes a cell is
+    # what pandas needs at least.
+    decoded = max(sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)),
+                  meta.num_rows * len(schema) * 8)
+    if decoded > limits.max_decoded_bytes:
+        raise DataValidationError(name, None, f"decoded size <= {limits.max_decoded_bytes} bytes",
+                                  f"the file decodes to {decoded} bytes")
+    for column in schema:
+        if column.type.num_fields:  # struct, list, map: not a column a model can take
+            raise DataValidationError(name, column.name, "flat columns", f"nested type {column.type}")
 
 
 def write_table(df: pd.DataFrame, path: Path | str) -> Path:

@@ -294,3 +294,47 @@ def test_open_store_picks_the_backend(tmp_path: Path) -> None:
         open_store("gs://bucket/p", tmp_path)
     with pytest.raises(InputError, match="bucket"):
         open_store("s3://UPPER/p", tmp_path)
+
+
+# --- resource limits, checked before the work (issue 13, cases 7 and 13) -------------------------
+
+
+def test_a_csv_with_100000_columns_is_refused_at_its_header(tmp_path: Path) -> None:
+    """The attack: 889 KB, 100,000 columns ran past 300 s at 1.4 GB in validation."""
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"c{i}" for i in range(100_000)) + "\n" + ",".join("1" * 100_000) + "\n")
+    with pytest.raises(DataValidationError, match="columns <= 2000"):
+        read_table(str(path))
+
+
+def test_a_small_parquet_that_decodes_to_10_million_rows_is_refused_from_its_footer(tmp_path: Path) -> None:
+    """The attack: a 46 KB Parquet file decoded to 10M rows and 1 GB."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "bomb.parquet"
+    pq.write_table(pa.table({"a": pa.array(np.zeros(10_000_000, dtype=np.int8))}), path, compression="zstd")
+    assert path.stat().st_size < 200_000
+    with pytest.raises(DataValidationError, match="rows <= 5000000"):
+        read_table(str(path))
+
+
+def test_limits_are_configurable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRE_MAX_ROWS", "1")
+    with pytest.raises(DataValidationError, match="rows <= 1"):
+        read_table(str(write_table(_frame(), tmp_path / "a.csv")))
+    monkeypatch.setenv("AIRE_MAX_ROWS", "lots")
+    with pytest.raises(InputError, match="not a number"):
+        read_table(str(tmp_path / "a.csv"))
+
+
+def test_nested_parquet_columns_are_refused_by_name(tmp_path: Path) -> None:
+    """The attack: a struct column crashed later with a traceback."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "nested.parquet"
+    pq.write_table(pa.table({"age": [30, 40], "address": [{"city": "a"}, {"city": "b"}]}), path)
+    with pytest.raises(DataValidationError, match="nested type") as caught:
+        read_table(str(path))
+    assert caught.value.column == "address"
