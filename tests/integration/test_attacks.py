@@ -248,3 +248,19 @@ def test_a_run_kept_as_challenger_does_not_say_promoted(home: Home, registry: Re
     assert outcome["gate"]["promote"] is True and outcome["gate"]["champion_version"] == champion
     assert outcome["outcome"] == "kept_as_challenger" and code == 3
     assert registry.aliases(NAME)[CHALLENGER] == outcome["promote"]["version"]
+
+
+def test_status_says_why_when_the_champion_s_artifacts_are_gone(
+        home: Home, registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`aire status` crashed with a traceback when a version's artifacts were missing."""
+    champion = registry.champion(NAME)
+    assert champion is not None
+    artifacts = run_artifacts(home, champion.run_id)
+    aside = tmp_path / "aside"
+    shutil.move(artifacts / "candidates", aside)
+    try:
+        code, out, _ = cli(capsys, "status", "--json")
+        status = json.loads(out)["champion"]
+        assert code == 0 and status["verified"] is False and "cannot download" in status["reason"]
+    finally:
+        shutil.move(aside, artifacts / "candidates")

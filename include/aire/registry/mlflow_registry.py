@@ -129,8 +129,13 @@ class Registry:
             self.client.set_tag(run_id, key, value)
 
     def download(self, run_id: str, artifact_path: str, destination: Path) -> Path:
+        """A run's artifact; AireError (retried, reported) when it is missing or unreachable."""
         destination.mkdir(parents=True, exist_ok=True)
-        return Path(self.client.download_artifacts(run_id, artifact_path, str(destination)))
+        try:
+            return Path(self.client.download_artifacts(run_id, artifact_path, str(destination)))
+        except MlflowException as exc:
+            raise AireError(f"run {run_id}: cannot download artifact '{artifact_path}': "
+                            f"{str(exc).splitlines()[0][:200]}") from None
 
     def finish_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
