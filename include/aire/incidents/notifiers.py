@@ -14,6 +14,7 @@ connection's host), which is also how the tests point every kind at a loopback r
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import time
@@ -175,8 +176,7 @@ def deliver(channel: Channel, incident: Incident, action: Action,
     for attempt in range(1, policy.attempts + 1):
         request = urllib.request.Request(channel.url, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=policy.timeout_seconds) as response:
-                status = int(response.status)
+            status = _post(request, policy.timeout_seconds)
             log.info("notifier %s (%s): %s incident %s delivered (HTTP %s, attempt %d)",
                      channel.name, channel.where, action.value, incident.id, status, attempt)
             return Delivery(channel.name, action.value, True, attempt, status)
@@ -280,13 +280,48 @@ def _is_http_url(url: object) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, not a delivery: following it would send the bearer token and
+    the payload to whatever origin the receiver names, and turn the POST into a bodiless GET."""
+
+    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
+        return None  # urllib then raises HTTPError with the 3xx status
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect())
+
+
+def _post(request: urllib.request.Request, timeout: float) -> int:
+    """The response status within ``timeout`` seconds overall.
+
+    urlopen's timeout bounds each socket operation: a receiver that trickles a byte a second
+    keeps it waiting for ever. The request runs on a worker thread, abandoned at the deadline
+    (its socket still times out on its own).
+    """
+    def send() -> int:
+        with _OPENER.open(request, timeout=timeout) as response:
+            return int(response.status)
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="aire-notify")
+    try:
+        return pool.submit(send).result(timeout=timeout)
+    except concurrent.futures.TimeoutError:
+        raise TimeoutError(f"no answer within {timeout:g} s") from None
+    finally:
+        pool.shutdown(wait=False)
+
+
 def _redact(url: object) -> str:
-    """Scheme and host only: a Slack webhook's path or a URL's password is a secret."""
+    """Scheme and host (and port) only: a Slack webhook's path or a URL's user:password is a secret."""
     if not isinstance(url, str):
         return repr(url)
     parts = urlsplit(url)
     if parts.scheme and parts.hostname:
-        return f"{parts.scheme}://{parts.hostname}/..." if parts.path.strip("/") else url
+        try:
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:
+            port = ""
+        return f"{parts.scheme}://{parts.hostname}{port}" + ("/..." if parts.path.strip("/") else "")
     return url if len(url) <= 24 else f"{url[:24]}..."
 
 

@@ -204,3 +204,90 @@ def test_glue_reads_the_airflow_connection(receiver: Receiver,
     assert channel.url == f"{receiver.url}/v2/enqueue" and channel.routing_key == "R0UT1NGKEY"
     with pytest.raises(InputError, match="cannot read Airflow connection 'aire_missing'"):
         notifier_channel(NotifyChannel(kind=ChannelKind.SLACK, conn_id="aire_missing"))
+
+
+# --- attacks (issue 13, case 9) -------------------------------------------------------------------
+class _Answering:
+    """A loopback server whose handler is given: a redirector, a trickler."""
+
+    def __init__(self, handler: type) -> None:
+        import http.server
+        import threading
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def __enter__(self) -> _Answering:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_redirect_is_not_followed_with_the_token_nor_counted_as_delivered(
+        store: IncidentStore, receiver: Receiver) -> None:
+    from http.server import BaseHTTPRequestHandler
+
+    elsewhere = receiver.url
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # http.server's naming
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(302)
+            self.send_header("Location", elsewhere)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            self.do_POST()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with _Answering(Redirect) as redirector:
+        channel = Channel("hook", ChannelKind.WEBHOOK, redirector.url, headers={"Authorization": "Bearer s3cr3t"})
+        result = deliver(channel, _incident(store), Action.TRIGGER, RetryPolicy(attempts=1))
+    assert not result.ok and result.status == 302
+    assert receiver.bodies() == []  # nothing, and no token, reached the other origin
+
+
+def test_the_timeout_is_a_deadline_for_the_whole_request(store: IncidentStore) -> None:
+    import time
+    from http.server import BaseHTTPRequestHandler
+
+    class Trickle(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            for _ in range(30):  # a header byte every 0.5 s: each socket read is quick enough
+                self.wfile.write(b"X")
+                self.wfile.flush()
+                time.sleep(0.5)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with _Answering(Trickle) as slow:
+        started = time.monotonic()
+        result = deliver(Channel("hook", ChannelKind.WEBHOOK, slow.url), _incident(store), Action.TRIGGER,
+                         RetryPolicy(attempts=1, timeout_seconds=1.0))
+        took = time.monotonic() - started
+    assert not result.ok and "within 1 s" in str(result.error)
+    assert took < 3, took
+
+
+def test_a_password_in_the_url_never_reaches_an_error_message() -> None:
+    with pytest.raises(InputError) as caught:
+        Channel("hook", ChannelKind.WEBHOOK, "ftp://user:hunter2@example.com")
+    assert "hunter2" not in str(caught.value)
+    from aire.incidents.notifiers import _redact
+
+    assert _redact("https://user:hunter2@hooks.example.com") == "https://hooks.example.com"
+    assert _redact("https://user:hunter2@hooks.example.com:8443/T0/B1/xyz") == "https://hooks.example.com:8443/..."
