@@ -94,6 +94,7 @@ def read_table(uri: str, *, s3: S3Settings | None = None) -> pd.DataFrame:
 def _read_local(path: Path, fmt: str, name: str) -> pd.DataFrame:
     if not path.exists():
         raise DataValidationError(name, None, "file exists", "no such file")
+    _check_inside_roots(path, name)
     if not path.is_file():
         raise DataValidationError(name, None, "file exists", "it is a directory, not a file")
     data = path.read_bytes()
@@ -109,6 +110,18 @@ def _read_local(path: Path, fmt: str, name: str) -> pd.DataFrame:
             name, None, "row count >= 1", "the table has a header but no rows"
         )
     return frame
+
+
+def _check_inside_roots(path: Path, name: str) -> None:
+    """A batch that is a symlink must point inside its own folder or a root in ``AIRE_DATA_ROOTS``
+    (``os.pathsep``-separated): a ``.csv`` link to a system file would be copied whole into
+    quarantine and the store."""
+    target = path.resolve()
+    roots = [path.absolute().parent.resolve()]
+    roots += [Path(root).resolve() for root in os.environ.get("AIRE_DATA_ROOTS", "").split(os.pathsep) if root]
+    if not any(target.is_relative_to(root) for root in roots):
+        raise DataValidationError(name, None, "inside the data roots",
+                                  "it links outside its folder (allow a root with AIRE_DATA_ROOTS)")
 
 
 def _parse_csv(data: bytes, name: str, limits: TableLimits) -> pd.DataFrame:

@@ -338,3 +338,21 @@ def test_nested_parquet_columns_are_refused_by_name(tmp_path: Path) -> None:
     with pytest.raises(DataValidationError, match="nested type") as caught:
         read_table(str(path))
     assert caught.value.column == "address"
+
+
+def test_a_batch_linked_to_a_file_outside_the_data_roots_is_refused(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack (issue 13, case 10): a .csv symlink to a system file was read and copied whole."""
+    outside = tmp_path / "system"
+    outside.mkdir()
+    secret = write_table(_frame(), outside / "passwd.csv")
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "batch.csv").symlink_to(secret)
+    with pytest.raises(DataValidationError, match="links outside its folder") as caught:
+        read_table(str(landing / "batch.csv"))
+    assert "age" not in str(caught.value)
+    (landing / "inside.csv").symlink_to(write_table(_frame(), landing / "real.csv"))
+    assert len(read_table(str(landing / "inside.csv"))) == 2  # a link within the folder is fine
+    monkeypatch.setenv("AIRE_DATA_ROOTS", str(outside))
+    assert len(read_table(str(landing / "batch.csv"))) == 2  # and so is a configured root
