@@ -62,7 +62,7 @@ def verify_version(home: Home, registry: Registry, version: ModelVersion) -> tup
 
     try:
         with tempfile.TemporaryDirectory(prefix="aire-ui-") as workdir:
-            fetch_verified(registry, version, public_key=home.public_key, ledger=Ledger(home.ledger_path),
+            fetch_verified(registry, version, public_key=home.public_key, ledger=Ledger.for_home(home),
                            workdir=Path(workdir))
     except (AireError, OSError) as exc:
         return False, str(exc)
@@ -117,7 +117,7 @@ def version_rows(home: Home, registry: Registry, pipeline: str, verify_newest: i
 
 def ledger_view(home: Home, pipeline: str | None = None) -> LedgerView:
     """The ledger's entries (of one pipeline, or all) and whether the whole chain verifies."""
-    ledger = Ledger(home.ledger_path)
+    ledger = Ledger.for_home(home)  # anchored: a cut or deleted ledger shows as broken
     try:
         entries = ledger.entries()
     except AireError as exc:  # a line that is not an entry at all

@@ -60,3 +60,17 @@ def test_an_edited_entry_shows_as_not_verified(tmp_path: Path) -> None:
 def test_a_home_without_a_ledger_has_an_empty_verified_one(tmp_path: Path) -> None:
     view = ledger_view(Home(tmp_path / "empty"))
     assert view.verified and view.entries == []
+
+
+def test_a_cut_ledger_shows_as_not_verified(tmp_path: Path) -> None:
+    """The pages read the anchored ledger, so two entries cut off the end are seen, not hidden."""
+    home = Home(tmp_path / "home")
+    home.root.mkdir(parents=True)
+    ledger = Ledger.for_home(home)
+    for n in range(1, 4):
+        ledger.append("model_signed", {"pipeline": "credit-risk", "digest": str(n) * 64, "run_key": f"r{n}"})
+    assert ledger_view(home, "credit-risk").verified
+    lines = home.ledger_path.read_text().splitlines()
+    home.ledger_path.write_text(lines[0] + "\n")
+    view = ledger_view(home, "credit-risk")
+    assert not view.verified and view.problem
