@@ -44,6 +44,15 @@ def run_url(base: str, dag_id: str, run_key: str) -> str:
     return f"{base}/dags/{path(dag_id)}/runs/{path(run_key)}"
 
 
+def task_log_url(base: str, dag_id: str, run_id: str, task_id: str) -> str:
+    """The Airflow UI's page of one task of a run, which opens on the task's log.
+
+    ``base`` is where the AIRE app is mounted (``/aire``, below any ``[api] base_url`` path);
+    the Airflow UI is served from the level above it.
+    """
+    return f"{base.rsplit('/', 1)[0]}/dags/{path(dag_id)}/runs/{path(run_id)}/tasks/{path(task_id)}"
+
+
 def _outcome(outcome: str) -> Html:
     return badge(outcome, STATUS_KIND.get(outcome, "muted"))
 
@@ -124,6 +133,8 @@ def run_page(base: str, dag_id: str, run_id: str, view: RunView | None) -> Html:
                            [[c.get("name"), number(c.get("value")), number(c.get("threshold")),
                              verdict(bool(c.get("passed"))), c.get("reason")] for c in checks],
                            row_classes=[None if c.get("passed") else "failed" for c in checks]))
+        parts.append(tag("p", link(task_log_url(base, dag_id, run_id, "gate"), "the gate's task log in Airflow"),
+                         class_="task-log"))
     parts.append(tag("h2", "Validation failures"))
     parts.append(table(["column", "rule", "detail", "observed"],
                        [[f.get("column") or "(table)", f.get("rule"), f.get("detail"), _observed(f.get("observed"))]

@@ -72,3 +72,17 @@ def test_a_run_without_a_decision_is_listed_as_such(home: Home) -> None:
     outcomes = {r.run_key: r.outcome for r in recent_runs(home, "credit-risk")}
     assert outcomes == {RUN_ID: "promote", "manual__stopped": "no decision"}
     assert recent_runs(home, "no-such-pipeline") == []
+
+
+@pytest.mark.parametrize(("base", "ui"), [("/aire", ""), ("/airflow/aire", "/airflow")])  # [api] base_url
+def test_the_run_page_links_the_gate_s_task_log_in_the_airflow_ui(home: Home, base: str, ui: str) -> None:
+    from aire.dashboard.pages import run_page
+
+    found = find_run(home, ["credit-risk"], RUN_ID)
+    assert found is not None
+    page = run_page(base, "aire_retrain", RUN_ID, run_view(found))
+    quoted = RUN_ID.replace(":", "%3A").replace("+", "%2B")
+    assert f'<a href="{ui}/dags/aire_retrain/runs/{quoted}/tasks/gate">the gate&#x27;s task log in Airflow</a>' \
+        in page
+    (found.folder / "decision.json").unlink()  # no gate ran: nothing to link
+    assert "/tasks/gate" not in run_page(base, "aire_retrain", RUN_ID, run_view(found))
