@@ -19,12 +19,18 @@ be (with ``min_group_count: 10``, as its 125-row holdouts are too small for the 
 passed. ``--gate KEY=VALUE`` overrides one default of ``gates:`` (repeatable), e.g.
 ``--gate regression_z=1.645`` for the z the defaults used before.
 
+``spread --panel calibration|verification|all``: the same on the real data sets of
+bench/panel.py instead of German Credit (bench/panel_spread.py says what each kind does),
+one process-pool task per (data set, seed) over ``--jobs`` processes; ``--out`` writes
+every run's record (decision, each check's value and limit) as JSON.
+
 ``compare``: ``aire.evaluation.quality.compare_quality`` (both models' quality on the same rows and
 the paired standard errors the gate's regression checks allow for) on N synthetic holdout
 rows of two correlated binary models: wall time and the standard errors.
 
     .venv/bin/python bench/evaluation.py report --rows 100000,1000000
     .venv/bin/python bench/evaluation.py spread --seeds 10 --scenario overlap,disjoint
+    .venv/bin/python bench/evaluation.py spread --panel calibration --jobs 2 --out panel.json
     .venv/bin/python bench/evaluation.py compare --rows 1000,100000,1000000
 """
 
@@ -216,7 +222,11 @@ def main() -> None:
     cmd = sub.add_parser("spread")
     cmd.add_argument("--seeds", type=int, default=10)
     cmd.add_argument("--scenario", default="overlap,disjoint")
-    cmd.add_argument("--kinds", default=",".join(KINDS))
+    cmd.add_argument("--kinds", default=None, help="default: all kinds of the scenario or the panel")
+    cmd.add_argument("--panel", choices=["calibration", "verification", "all"], default=None,
+                     help="run on the real data panel (bench/panel.py) instead of German Credit")
+    cmd.add_argument("--jobs", type=int, default=2, help="--panel: worker processes")
+    cmd.add_argument("--out", type=Path, default=None, help="--panel: write the per-run records here (JSON)")
     cmd.add_argument("--gate", action="append", default=[], metavar="KEY=VALUE",
                      help="override a gates: default, e.g. regression_z=1.645")
     cmd = sub.add_parser("compare")
@@ -232,7 +242,14 @@ def main() -> None:
         os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
         overrides = {key: yaml_value(value) for key, value in (g.split("=", 1) for g in args.gate)}
-        spread(args.seeds, args.scenario.split(","), args.kinds.split(","), overrides)
+        if args.panel is not None:
+            import panel
+            import panel_spread
+
+            kinds = tuple(args.kinds.split(",")) if args.kinds else panel.KINDS
+            panel_spread.spread_panel(args.panel, args.seeds, kinds, overrides, args.jobs, args.out)
+        else:
+            spread(args.seeds, args.scenario.split(","), (args.kinds or ",".join(KINDS)).split(","), overrides)
 
 
 def yaml_value(text: str) -> Any:
