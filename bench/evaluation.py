@@ -22,7 +22,8 @@ passed. ``--gate KEY=VALUE`` overrides one default of ``gates:`` (repeatable), e
 ``spread --panel calibration|verification|all``: the same on the real data sets of
 bench/panel.py instead of German Credit (bench/panel_spread.py says what each kind does),
 one process-pool task per (data set, seed) over ``--jobs`` processes; ``--out`` writes
-every run's record (decision, each check's value and limit) as JSON.
+every run's record (decision, each check's value and limit) as JSON, ``--replay`` prints the
+tables of such a file again, ``--sets`` keeps only the named sets.
 
 ``compare``: ``aire.evaluation.quality.compare_quality`` (both models' quality on the same rows and
 the paired standard errors the gate's regression checks allow for) on N synthetic holdout
@@ -227,6 +228,8 @@ def main() -> None:
                      help="run on the real data panel (bench/panel.py) instead of German Credit")
     cmd.add_argument("--jobs", type=int, default=2, help="--panel: worker processes")
     cmd.add_argument("--out", type=Path, default=None, help="--panel: write the per-run records here (JSON)")
+    cmd.add_argument("--sets", default="", help="--panel: only these sets, by name (comma-separated)")
+    cmd.add_argument("--replay", type=Path, default=None, help="--panel: print the tables of a saved --out file")
     cmd.add_argument("--gate", action="append", default=[], metavar="KEY=VALUE",
                      help="override a gates: default, e.g. regression_z=1.645")
     cmd = sub.add_parser("compare")
@@ -247,7 +250,11 @@ def main() -> None:
             import panel_spread
 
             kinds = tuple(args.kinds.split(",")) if args.kinds else panel.KINDS
-            panel_spread.spread_panel(args.panel, args.seeds, kinds, overrides, args.jobs, args.out)
+            only = tuple(s for s in args.sets.split(",") if s)
+            if args.replay is not None:
+                panel_spread.replay(args.replay, kinds, only)
+            else:
+                panel_spread.spread_panel(args.panel, args.seeds, kinds, overrides, args.jobs, args.out, only)
         else:
             spread(args.seeds, args.scenario.split(","), (args.kinds or ",".join(KINDS)).split(","), overrides)
 

@@ -140,8 +140,15 @@ def _make_champion(spec: Any, yardstick: Any, first: dict[str, Any]) -> int | No
 
 # --- the driver and the tables -------------------------------------------------------------
 def spread_panel(half: str, seeds: int, kinds: tuple[str, ...], gates: dict[str, Any], jobs: int,
-                 out: Path | None) -> list[dict[str, Any]]:
-    sets = panel.panel(half)
+                 out: Path | None, only: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Run every (set, seed) of the half (or of ``only``, its sets by name) and print the tables."""
+    unknown = sorted(set(only) - set(panel.BY_NAME))
+    if unknown:
+        raise SystemExit(f"--sets: no panel set {', '.join(unknown)} (there are {', '.join(panel.BY_NAME)})")
+    bad_kinds = sorted(set(kinds) - set(panel.KINDS))
+    if bad_kinds:
+        raise SystemExit(f"--kinds: no kind {', '.join(bad_kinds)} (there are {', '.join(panel.KINDS)})")
+    sets = [s for s in panel.panel(half) if not only or s.name in only]
     # Largest sets first, so the pool's last tasks are short ones.
     tasks = sorted(((s.name, seed) for s in sets for seed in range(seeds)),
                    key=lambda t: -len(panel.load(panel.BY_NAME[t[0]]).frame))
@@ -155,8 +162,13 @@ def spread_panel(half: str, seeds: int, kinds: tuple[str, ...], gates: dict[str,
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(run_seed, name, seed, gates, kinds): (name, seed) for name, seed in tasks}
         for future in as_completed(futures):
-            records.extend(future.result())
             name, seed = futures[future]
+            try:
+                records.extend(future.result())
+            except Exception as exc:  # noqa: BLE001 - one broken task must not lose the others' figures
+                records.extend({"set": name, "half": panel.BY_NAME[name].half, "seed": seed, "kind": kind,
+                                "rows": 0, "promote": None, "rejected_by": [], "checks": [],
+                                "error": f"task failed: {type(exc).__name__}: {exc}"[:500]} for kind in kinds)
             print(f"  done {name} seed {seed} ({time.perf_counter() - start:.0f} s)", flush=True)
     wall = time.perf_counter() - start
     if out is not None:
@@ -165,6 +177,16 @@ def spread_panel(half: str, seeds: int, kinds: tuple[str, ...], gates: dict[str,
     print_tables(records, [s.name for s in sets], kinds)
     print(f"\nwall time {wall:.0f} s for {len(records)} runs ({len(tasks)} tasks, jobs {jobs})", flush=True)
     return records
+
+
+def replay(path: Path, kinds: tuple[str, ...], only: tuple[str, ...] = ()) -> None:
+    """Print the tables of a saved --out file again (no run)."""
+    saved = json.loads(path.read_text())
+    records = [r for r in saved["records"] if not only or r["set"] in only]
+    names = [s.name for s in panel.PANEL if any(r["set"] == s.name for r in records)]
+    print(f"{path}: panel {saved['half']}, {saved['seeds']} seeds, gates {saved['gates']}, jobs {saved['jobs']}, "
+          f"wall {saved['wall_s']} s")
+    print_tables(records, names, kinds)
 
 
 def print_tables(records: list[dict[str, Any]], sets: Iterable[str], kinds: Iterable[str]) -> None:
