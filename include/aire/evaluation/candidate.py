@@ -20,8 +20,15 @@ import pandas as pd
 
 from aire.config import PipelineConfig
 from aire.evaluation.drift import drift
-from aire.evaluation.fairness import fairness
-from aire.evaluation.quality import compare_quality, label_key, positive_label, quality, unseen_rows
+from aire.evaluation.fairness import fairness, paired_gap_errors
+from aire.evaluation.quality import (
+    compare_quality,
+    label_key,
+    positive_label,
+    prior_baseline,
+    quality,
+    unseen_rows,
+)
 from aire.evaluation.report import write_report
 
 log = logging.getLogger(__name__)
@@ -39,10 +46,13 @@ class Scorer(Protocol):
 
 def evaluate_candidate(config: PipelineConfig, holdout: pd.DataFrame, candidate: Scorer, out_dir: Path, *,
                        champion: Scorer | None = None, reference: pd.DataFrame | None = None,
-                       batch: pd.DataFrame | None = None) -> dict[str, Path]:
+                       batch: pd.DataFrame | None = None,
+                       train_labels: Sequence[Any] | np.ndarray | None = None) -> dict[str, Path]:
     """Drift of ``batch`` against ``reference`` (the champion's training data), quality and
-    fairness of both models on ``holdout``; writes evaluation.json/.html (and the drift
-    files) into ``out_dir``. A part that fails is listed under ``not_computed``."""
+    fairness of both models on ``holdout``, the candidate against the prior model (the
+    majority class of ``train_labels``, the labels it trained on) and the bootstrap errors of
+    the fairness gaps; writes evaluation.json/.html (and the drift files) into ``out_dir``.
+    A part that fails is listed under ``not_computed``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     # A report from an earlier try must never stand in for this one, even if this one dies.
     (out_dir / "evaluation.json").unlink(missing_ok=True)
@@ -61,6 +71,8 @@ def evaluate_candidate(config: PipelineConfig, holdout: pd.DataFrame, candidate:
         why = f"the holdout holds a single class {present}: quality and the comparison are not measurable"
         problems.append(("quality", why))
 
+    gates = config.gates
+
     def judge(model: Scorer, role: str) -> tuple[Any, Any, Any]:
         if y_true is None:
             return None, None, None
@@ -73,7 +85,8 @@ def evaluate_candidate(config: PipelineConfig, holdout: pd.DataFrame, candidate:
         return ((proba, classes), measured,
                 _attempt(problems, f"{role} fairness",
                          lambda: fairness(holdout, y_true, predicted, config, positive_label(classes),
-                                          min_group_count=config.gates.min_group_count)))
+                                          min_group_count=gates.min_group_count, classes=classes,
+                                          max_groups=gates.max_sensitive_groups)))
 
     cand_scores, cand_quality, cand_fair = judge(candidate, "candidate")
     champ_scores, champ_quality, champ_fair = judge(champion, "champion") if champion else (None, None, None)
@@ -83,8 +96,24 @@ def evaluate_candidate(config: PipelineConfig, holdout: pd.DataFrame, candidate:
             holdout, reference, [*config.dataset.features.all, *config.dataset.sensitive, label])
         comparison = _attempt(problems, "comparison with the champion",
                               lambda: compare_quality(y_true, cand_scores, champ_scores, unseen))  # type: ignore[arg-type]
+    baseline = None
+    if cand_scores is not None and y_true is not None and not one_class:
+        baseline = _attempt(problems, "the prior baseline",
+                            lambda: prior_baseline(y_true, cand_scores[0], cand_scores[1], train_labels))
+    gap_errors = None
+    if cand_fair is not None and cand_fair.max_gap is not None:
+        def chosen(scores: tuple[np.ndarray, list[Any]]) -> list[Any]:
+            return [scores[1][i] for i in scores[0].argmax(axis=1)]
+
+        champion_pred = chosen(champ_scores) if champ_scores is not None and champ_fair is not None \
+            and champ_fair.max_gap is not None else None
+        gap_errors = _attempt(problems, "fairness gap errors", lambda: paired_gap_errors(
+            holdout, y_true, chosen(cand_scores), champion_pred, config,  # type: ignore[arg-type]
+            positive_label(cand_scores[1]), gates.min_group_count, classes=cand_scores[1],
+            max_groups=gates.max_sensitive_groups))
     return write_report(out_dir, drifted, cand_quality, champ_quality, cand_fair, champ_fair,
-                        comparison=comparison, problems=problems, first_run=champion is None)
+                        comparison=comparison, problems=problems, first_run=champion is None,
+                        baseline=baseline, gap_errors=gap_errors)
 
 
 def _attempt(problems: list[tuple[str, str]], what: str, compute: Callable[[], _T]) -> _T | None:

@@ -18,8 +18,8 @@ from aire.constants import EVALUATION, EVALUATION_HTML
 
 if TYPE_CHECKING:
     from aire.evaluation.drift import DriftResult
-    from aire.evaluation.fairness import FairnessResult
-    from aire.evaluation.quality import QualityComparison, QualityResult
+    from aire.evaluation.fairness import FairnessResult, GapErrors
+    from aire.evaluation.quality import PriorBaseline, QualityComparison, QualityResult
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:75em}
@@ -38,7 +38,8 @@ _PAIRED_SE = {"accuracy": "accuracy_drop_se", "macro_f1": "macro_f1_drop_se", "r
 def write_report(out_dir: Path, drift: DriftResult | None, candidate: QualityResult | None,
                  champion: QualityResult | None, fairness_candidate: FairnessResult | None,
                  fairness_champion: FairnessResult | None, *, comparison: QualityComparison | None = None,
-                 problems: Sequence[tuple[str, str]] = (), first_run: bool | None = None) -> dict[str, Path]:
+                 problems: Sequence[tuple[str, str]] = (), first_run: bool | None = None,
+                 baseline: PriorBaseline | None = None, gap_errors: GapErrors | None = None) -> dict[str, Path]:
     """Write evaluation.json and evaluation.html into ``out_dir``; returns their paths.
 
     A None result is a part that was not computed: on a first run (no champion, so no
@@ -51,9 +52,11 @@ def write_report(out_dir: Path, drift: DriftResult | None, candidate: QualityRes
         "drift": drift.to_dict() if drift else None,
         "quality": {"candidate": candidate.to_dict() if candidate else None,
                     "champion": champion.to_dict() if champion else None,
-                    "comparison": comparison.to_dict() if comparison else None},
+                    "comparison": comparison.to_dict() if comparison else None,
+                    "baseline": baseline.to_dict() if baseline else None},
         "fairness": {"candidate": fairness_candidate.to_dict() if fairness_candidate else None,
-                     "champion": fairness_champion.to_dict() if fairness_champion else None},
+                     "champion": fairness_champion.to_dict() if fairness_champion else None,
+                     "errors": gap_errors.to_dict() if gap_errors else None},
         "not_computed": [*_not_computed(first, drift, candidate, champion, fairness_candidate, fairness_champion),
                          *({"what": what, "reason": why} for what, why in problems)],
     }
@@ -93,9 +96,11 @@ def render_evaluation(record: Mapping[str, Any]) -> str:
         "<!doctype html><html><head><meta charset='utf-8'><title>AIRE evaluation</title>",
         f"<style>{_STYLE}</style></head><body><h1>Evaluation of the candidate</h1>",
         _quality_section(quality.get("candidate") or {}, quality.get("champion")),
+        _baseline_section(quality.get("baseline")),
         _comparison_section(quality.get("comparison")),
         _drift_section(record.get("drift")),
         _fairness_section(fairness.get("candidate"), "candidate"),
+        _gap_errors_section(fairness.get("errors")),
         _fairness_section(fairness.get("champion"), "champion"),
         _not_computed_section(record.get("not_computed") or []),
         "</body></html>",
@@ -116,6 +121,25 @@ def _quality_section(candidate: Mapping[str, Any], champion: Mapping[str, Any] |
     note = f"<p>Positive class (ROC AUC, selection rate): <code>{positive}</code></p>"
     header = ["metric", "candidate", "champion", "Δ"]
     return "<h2>Quality on the whole holdout</h2>" + note + _table(header, rows)
+
+
+def _baseline_section(baseline: Mapping[str, Any] | None) -> str:
+    title = "<h2>Candidate vs the prior model</h2>"
+    if not baseline:
+        return title + "<p class='na'>Not computed (see below).</p>"
+    return (title + f"<p>The prior model always answers <code>{escape(str(baseline.get('label')))}</code>, the "
+            f"majority class of {escape(str(baseline.get('source')))}: accuracy {_num(baseline.get('accuracy'))} "
+            f"against the candidate's {_num(baseline.get('candidate_accuracy'))} on the same "
+            f"{_num(baseline.get('n_rows'))} rows (gain {_num(baseline.get('accuracy_gain'), signed=True)}, paired "
+            f"SE {_num(baseline.get('accuracy_gain_se'))}).</p>")
+
+
+def _gap_errors_section(errors: Mapping[str, Any] | None) -> str:
+    if not errors:
+        return ""
+    return (f"<p>Bootstrap over holdout rows ({_num(errors.get('replicates'))} replicates with every gap "
+            f"measurable): SE of the candidate's worst gap {_num(errors.get('candidate_gap_se'))}; paired SE of "
+            f"the candidate's minus the champion's {_num(errors.get('increase_se'))}.</p>")
 
 
 def _comparison_section(comparison: Mapping[str, Any] | None) -> str:

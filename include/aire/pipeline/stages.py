@@ -274,13 +274,14 @@ def evaluate(spec: RunSpec, champion_version: int | None) -> Evaluated:
     # An earlier try's report must not survive this try's failure: the gate would read it.
     files.evaluation.unlink(missing_ok=True)
     batch = ctx.batch()
-    _, holdout = ctx.split()
+    train, holdout = ctx.split()
     ctx.verified_candidate()
     candidate = load_model(files.model_dir)
     verified = ctx.verified_version(champion_version)
     reference = fetch_reference(ctx.registry, verified, files.registry_dir / REFERENCE_ARTIFACT) if verified else None
     evaluate_candidate(ctx.config, holdout, candidate, files.evaluation_dir, batch=batch,
-                       champion=load_model(verified.model_dir) if verified else None, reference=reference)
+                       champion=load_model(verified.model_dir) if verified else None, reference=reference,
+                       train_labels=train[ctx.config.dataset.label] if ctx.config.dataset.label in train else None)
     ctx.publish(files.evaluation_dir, "evaluation")
     record = ctx.read_json(files.evaluation)
     ctx.registry.log_metrics(ctx.mlflow_run_id, evaluation_metrics(record))
@@ -298,7 +299,7 @@ def gate(spec: RunSpec, champion_version: int | None) -> dict[str, Any]:
     from dataclasses import replace
 
     from aire.promotion.decision_record import record_decision
-    from aire.promotion.evidence import champion_noise_rate, evidence_from_files
+    from aire.promotion.evidence import champion_analysis, champion_noise_rate, evidence_from_files
     from aire.promotion.gate import decide
 
     ctx = RunContext(spec)
@@ -306,9 +307,13 @@ def gate(spec: RunSpec, champion_version: int | None) -> dict[str, Any]:
     evidence = evidence_from_files(files.evaluation, files.analysis_summary, files.signing,
                                    first_run=champion_version is None, validation_json=files.validation)
     baseline, why = champion_noise_rate(ctx.registry, ctx.name, champion_version)
+    # The champion's own error analysis: the noise estimate's row count and per-group rates.
+    reference, unread = champion_analysis(ctx.registry, ctx.name, champion_version,
+                                          files.registry_dir / "champion-analysis")
     # The signature is checked now, on the files as they are, not read from a report.
     evidence = replace(evidence, signature_verified=ctx.candidate_verifies(), champion_noise_rate=baseline,
-                       missing={**evidence.missing, **({"champion_noise_rate": why} if why else {})})
+                       **reference,
+                       missing={**evidence.missing, **unread, **({"champion_noise_rate": why} if why else {})})
     decision = decide(ctx.config.gates, evidence).to_dict()
     decision.update({"pipeline": ctx.name, "run_key": spec.run_key, "champion_version": champion_version,
                      "evidence": evidence.to_dict()})

@@ -6,17 +6,25 @@ needs them.
 
 Where each field comes from:
 - evaluation.json (``aire.evaluation.report.write_report``): drift.drift_share,
-  quality.candidate.accuracy (the whole holdout), quality.comparison.{candidate,champion}
+  quality.candidate.accuracy (the whole holdout), quality.baseline.{accuracy, accuracy_gain_se,
+  brier, candidate_brier, brier_gain_se} (the prior model on the same rows),
+  quality.comparison.{candidate,champion}
   .{accuracy,macro_f1,roc_auc,ece} and their paired standard errors .accuracy_drop_se,
   .macro_f1_drop_se, .roc_auc_drop_se, .ece_increase_se (both models on the same rows),
-  fairness.candidate.max_gap, fairness.champion.max_gap;
+  fairness.candidate.max_gap, fairness.champion.max_gap (same holdout rows),
+  fairness.errors.candidate_gap_se and .increase_se (paired bootstrap), and
+  fairness.candidate.small_groups (groups reported, not compared);
 - the error analysis summary.json: estimated_noise_rate (None when the analysis was skipped)
+  and n_rows, the rows behind it (its binomial standard error),
   and leakage.flagged, the features that alone predict the label (``label_leakage``);
   per_group, each sensitive group's share of suspected label errors
   (``group_suspect_rate_gap``: noise that concentrates in one group is a fairness problem);
 - ``champion_noise_rate``: set by the caller from the champion's training run (the MLflow
   metric analysis.estimated_noise_rate): the noise check's baseline. Only a first run goes
   without it (the absolute cap ``max_noise_rate`` is then the limit);
+- ``champion_noise_rows`` and ``champion_group_suspect_rates``: set by the caller from the
+  champion's training run's own summary.json (``champion_analysis``, the artifact
+  analysis/summary.json), the baselines of the noise error bar and of the group check;
 - signing_json: a boolean ``verified``; the pipeline normally sets ``signature_verified``
   itself after verifying the candidate, with ``dataclasses.replace``;
 - ``validation_passed``: the validation report's ``success`` (keyword ``validation_json``),
@@ -52,9 +60,11 @@ def evidence_from_files(evaluation_json: Path | None, analysis_summary_json: Pat
             missing[name] = record
             return
         raw = _dig(record, path)
-        value = _as_rate(raw) if kind == "rate" else (raw if isinstance(raw, bool) else None)
+        value = (_as_rate(raw) if kind == "rate" else _as_score(raw) if kind == "score"
+                 else (raw if isinstance(raw, bool) else None))
         if value is None:
-            shown = "absent" if raw is None else f"not a valid {'rate in [0, 1]' if kind == 'rate' else 'boolean'}"
+            wanted = {"rate": "rate in [0, 1]", "score": "score in [0, 2]"}.get(kind, "boolean")
+            shown = "absent" if raw is None else f"not a valid {wanted}"
             missing[name] = f"{'.'.join(path)} is {shown}"
         values[name] = value
 
@@ -68,6 +78,11 @@ def evidence_from_files(evaluation_json: Path | None, analysis_summary_json: Pat
     take("compared_candidate_accuracy", evaluation, ("quality", "comparison", "candidate", "accuracy"), "rate")
     take("compared_champion_accuracy", evaluation, ("quality", "comparison", "champion", "accuracy"), "rate")
     take("accuracy_drop_se", evaluation, ("quality", "comparison", "accuracy_drop_se"), "rate")
+    take("baseline_accuracy", evaluation, ("quality", "baseline", "accuracy"), "rate")
+    take("accuracy_gain_se", evaluation, ("quality", "baseline", "accuracy_gain_se"), "rate")
+    take("prior_brier", evaluation, ("quality", "baseline", "brier"), "score")
+    take("candidate_brier", evaluation, ("quality", "baseline", "candidate_brier"), "score")
+    take("brier_gain_se", evaluation, ("quality", "baseline", "brier_gain_se"), "score")
     for metric in ("macro_f1", "roc_auc", "ece"):
         take(f"compared_candidate_{metric}", evaluation, ("quality", "comparison", "candidate", metric), "rate")
         take(f"compared_champion_{metric}", evaluation, ("quality", "comparison", "champion", metric), "rate")
@@ -80,6 +95,11 @@ def evidence_from_files(evaluation_json: Path | None, analysis_summary_json: Pat
                 missing[f"compared_{role}_roc_auc"] = reason
     take("candidate_fairness_gap", evaluation, ("fairness", "candidate", "max_gap"), "rate")
     take("champion_fairness_gap", evaluation, ("fairness", "champion", "max_gap"), "rate")
+    take("candidate_fairness_gap_se", evaluation, ("fairness", "errors", "candidate_gap_se"), "rate")
+    take("fairness_gap_increase_se", evaluation, ("fairness", "errors", "increase_se"), "rate")
+    small = _dig(evaluation, ("fairness", "candidate", "small_groups"))
+    if isinstance(small, list) and all(isinstance(g, str) for g in small):
+        values["fairness_small_groups"] = tuple(small)
     if isinstance(evaluation, dict) and values.get("candidate_fairness_gap") is None:
         reason = _dig(evaluation, ("fairness", "candidate", "reason"))
         if isinstance(reason, str):
@@ -90,6 +110,11 @@ def evidence_from_files(evaluation_json: Path | None, analysis_summary_json: Pat
     if isinstance(analysis, dict) and analysis.get("skipped") is True:
         values["noise_rate"] = None  # a skipped analysis has no estimate, whatever the file says
         missing["noise_rate"] = f"error analysis skipped: {analysis.get('reason')}"
+    rows = _dig(analysis, ("n_rows",))
+    if isinstance(rows, int) and not isinstance(rows, bool) and rows > 0:
+        values["noise_rows"] = rows
+    else:
+        missing["noise_rows"] = _why_absent(analysis, "n_rows is absent or not a positive count")
     groups = _group_rates(_dig(analysis, ("per_group",)))
     if groups is not None and not (isinstance(analysis, dict) and analysis.get("skipped") is True):
         values["group_suspect_rates"] = groups
@@ -157,11 +182,53 @@ def _group_rates(raw: Any) -> tuple[tuple[str, str, int, float], ...] | None:
     return tuple(rows)
 
 
+def _as_score(value: Any) -> float | None:
+    """A Brier score (0 to 2) or a standard error of one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and 0.0 <= number <= 2.0 else None
+
+
 def _as_rate(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     number = float(value)
     return number if math.isfinite(number) and 0.0 <= number <= 1.0 else None
+
+
+def champion_analysis(registry: Registry, name: str, version: int | None,
+                      destination: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The baselines the champion's own training run's error analysis gives: ``Evidence``
+    fields ``champion_noise_rows`` and ``champion_group_suspect_rates`` (absent ones with why).
+
+    Read from the artifact analysis/summary.json of the champion version's run; never raises.
+    """
+    if version is None:
+        return {}, {}
+    what = f"champion v{version}'s error analysis"
+    try:
+        run_id = registry.version(name, version).run_id
+        folder = registry.download(run_id, "analysis/summary.json", destination)
+        record = _read(folder if folder.is_file() else folder / "summary.json", what)
+    except Exception as exc:  # noqa: BLE001 - the gate must decide, not crash: the checks fail
+        log.warning("cannot read %s: %s", what, exc)
+        record = f"{what} is unreadable: {type(exc).__name__}"
+    if isinstance(record, str):
+        return {}, {"champion_noise_rows": record, "champion_group_suspect_rates": record}
+    values: dict[str, Any] = {}
+    missing: dict[str, str] = {}
+    rows = record.get("n_rows")
+    if isinstance(rows, int) and not isinstance(rows, bool) and rows > 0 and record.get("skipped") is not True:
+        values["champion_noise_rows"] = rows
+    else:
+        missing["champion_noise_rows"] = f"{what}: n_rows is absent or the analysis was skipped"
+    groups = _group_rates(record.get("per_group"))
+    if groups is not None and record.get("skipped") is not True:
+        values["champion_group_suspect_rates"] = groups
+    else:
+        missing["champion_group_suspect_rates"] = f"{what}: per_group is absent or malformed"
+    return values, missing
 
 
 def champion_noise_rate(registry: Registry, name: str, version: int | None) -> tuple[float | None, str | None]:

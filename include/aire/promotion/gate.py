@@ -1,10 +1,26 @@
 """The promotion gate: thresholds from the config, one check per line of the decision.
 
+Every check compares the candidate with a baseline and allows a tolerance plus
+``gates.regression_z`` standard errors (``aire.config.Gates`` says where each figure came from):
+
+- ``accuracy``: the prior model (the training labels' class distribution) on the same
+  holdout rows; the candidate's Brier score must beat it by ``prior_z`` paired standard
+  errors (optional absolute floor ``min_accuracy``);
+- the four regressions and ``fairness_gap_increase_vs_champion``: the champion on the same
+  holdout rows, with paired (closed-form or bootstrap) standard errors of the difference;
+- ``noise_rate``: the champion's own estimate, with the binomial standard errors of both;
+- ``group_suspect_rate_gap``: the champion's per-group suspect rates (difference in
+  differences, four proportions);
+- ``fairness_gap``: reported always; an absolute limit only when the config sets one.
+
 The gate fails closed: ``decide`` turns every piece of evidence a check needs that is None
 (``aire.promotion.evidence`` says why in ``Evidence.missing``) into a failed check whose
-reason starts with "missing evidence". Champion comparisons (and drift, which needs the
-champion's reference data) are waived only when ``first_run`` is True and the champion's
-evidence is indeed absent; evidence that exists is always checked.
+reason starts with "missing evidence". First-run policy: the checks that need a champion
+(drift, the regressions, the fairness increase, the group suspect rates) are "not
+applicable" (reason ``NOT_APPLICABLE``) only when ``first_run`` is True and the champion's
+evidence is indeed absent; evidence that exists is always checked. Noise then has its
+absolute cap only, and the accuracy, leakage, validation, signature and fairness-measurability
+checks judge the candidate alone.
 """
 
 from __future__ import annotations
@@ -25,7 +41,17 @@ class Evidence:
     first_run: bool = False
     noise_rate: float | None = None
     champion_noise_rate: float | None = None
+    noise_rows: int | None = None  # rows behind each estimate: its binomial standard error
+    champion_noise_rows: int | None = None
     candidate_accuracy: float | None = None
+    # The prior model (the training labels' class distribution; for accuracy their majority
+    # class) on the same holdout rows: its accuracy and Brier score, the candidate's Brier
+    # score, and the paired standard errors of the candidate's gains.
+    baseline_accuracy: float | None = None
+    accuracy_gain_se: float | None = None
+    prior_brier: float | None = None
+    candidate_brier: float | None = None
+    brier_gain_se: float | None = None
     compared_candidate_accuracy: float | None = None
     compared_champion_accuracy: float | None = None
     accuracy_drop_se: float | None = None
@@ -39,10 +65,15 @@ class Evidence:
     compared_champion_ece: float | None = None
     ece_increase_se: float | None = None
     leaking_features: tuple[str, ...] | None = None
-    # (column, group, rows, suspect rate) per sensitive group, from the error analysis.
+    # (column, group, rows, suspect rate) per sensitive group, from the error analysis; the
+    # champion's from its own training run's analysis (the baseline of the group check).
     group_suspect_rates: tuple[tuple[str, str, int, float], ...] | None = None
+    champion_group_suspect_rates: tuple[tuple[str, str, int, float], ...] | None = None
     candidate_fairness_gap: float | None = None
     champion_fairness_gap: float | None = None
+    candidate_fairness_gap_se: float | None = None  # bootstrap SE of the candidate's gap
+    fairness_gap_increase_se: float | None = None  # paired bootstrap SE of candidate - champion
+    fairness_small_groups: tuple[str, ...] = ()  # 'attribute=group (rows)' under min_group_count
     signature_verified: bool | None = None
     missing: dict[str, str] = field(default_factory=dict)  # field -> why it is None
 
@@ -85,7 +116,7 @@ def decide(gates: Gates, evidence: Evidence) -> GateDecision:
         _is_true("data_validation", e.validation_passed, "validation_passed", e),
         _drift(gates, e),
         _noise(gates, e),
-        _at_least("accuracy", e.candidate_accuracy, gates.min_accuracy, "candidate_accuracy", e),
+        _beats_prior(gates, e),
         _accuracy_drop(gates, e),
         _regression("macro_f1_drop_vs_champion", gates.max_f1_drop, gates, e, "macro_f1", "macro_f1_drop_se"),
         _regression("roc_auc_drop_vs_champion", gates.max_roc_auc_drop, gates, e, "roc_auc", "roc_auc_drop_se"),
@@ -93,14 +124,14 @@ def decide(gates: Gates, evidence: Evidence) -> GateDecision:
                     "ece", "ece_increase_se", higher_is_better=False),
         _leakage(gates, e),
         _group_suspect_gap(gates, e),
-        _at_most("fairness_gap", e.candidate_fairness_gap, gates.max_fairness_gap, "candidate_fairness_gap", e),
+        _fairness_gap(gates, e),
         _fairness_increase(gates, e),
         _is_true("signature_verified", e.signature_verified, "signature_verified", e),
     ]
     return GateDecision(promote=all(c.passed for c in checks), checks=checks)
 
 
-def _missing(name: str, threshold: float | bool, fields: tuple[str, ...], e: Evidence) -> Check:
+def _missing(name: str, threshold: float | bool | None, fields: tuple[str, ...], e: Evidence) -> Check:
     why = "; ".join(f"{f} ({e.missing[f]})" if f in e.missing else f for f in fields)
     return Check(name, None, threshold, False, f"missing evidence: {why}")
 
@@ -125,14 +156,6 @@ def _at_most(name: str, value: float | None, limit: float, source: str, e: Evide
     return Check(name, value, limit, passed, f"{value:.4f} {'<=' if passed else '>'} max {limit}")
 
 
-def _at_least(name: str, value: float | None, limit: float, source: str, e: Evidence) -> Check:
-    value = _number(value)
-    if value is None:
-        return _missing(name, limit, (source,), e)
-    passed = value >= limit
-    return Check(name, value, limit, passed, f"{value:.4f} {'>=' if passed else '<'} min {limit}")
-
-
 def _drift(gates: Gates, e: Evidence) -> Check:
     if _number(e.drift_share) is None and e.first_run:
         return Check("drift_share", None, gates.max_drift_share, True, NOT_APPLICABLE)
@@ -140,18 +163,57 @@ def _drift(gates: Gates, e: Evidence) -> Check:
 
 
 def _noise(gates: Gates, e: Evidence) -> Check:
-    """Relative to the champion's own estimate, never above the cap; the cap alone on a first run."""
+    """Relative to the champion's own estimate plus z binomial standard errors of the
+    difference, never above the cap; the cap alone on a first run."""
     baseline = _number(e.champion_noise_rate)
     if baseline is None and not e.first_run:
         return _missing("noise_rate", gates.max_noise_rate, ("champion_noise_rate",), e)
     if baseline is None:
         limit, basis = gates.max_noise_rate, "first run: the absolute cap"
     else:
-        limit = min(baseline + gates.max_noise_rate_increase, gates.max_noise_rate)
-        basis = (f"champion's {baseline:.4f} + {gates.max_noise_rate_increase}"
+        ours = _number(e.noise_rate)
+        if ours is not None and (not e.noise_rows or not e.champion_noise_rows):
+            absent = tuple(f for f in ("noise_rows", "champion_noise_rows") if not getattr(e, f))
+            return _missing("noise_rate", gates.max_noise_rate, absent, e)
+        se = 0.0 if ours is None else math.sqrt(
+            baseline * (1 - baseline) / int(e.champion_noise_rows or 1) + ours * (1 - ours) / int(e.noise_rows or 1))
+        relative = baseline + gates.max_noise_rate_increase + gates.regression_z * se
+        limit = min(relative, gates.max_noise_rate)
+        basis = (f"champion's {baseline:.4f} + {gates.max_noise_rate_increase} + {gates.regression_z} x SE {se:.4f}"
                  + (f", capped at {gates.max_noise_rate}" if limit == gates.max_noise_rate else ""))
     check = _at_most("noise_rate", e.noise_rate, round(limit, 6), "noise_rate", e)
     return check if check.value is None else replace(check, reason=f"{check.reason} ({basis})")
+
+
+def _beats_prior(gates: Gates, e: Evidence) -> Check:
+    """The candidate beats the prior model on the same holdout rows by ``prior_z`` paired SEs.
+
+    The prior predicts the training labels' class distribution for every row. "Beats" is
+    judged on the Brier score, a proper score of the probabilities (value: the prior's minus
+    the candidate's; threshold: prior_z x the paired SE of that difference), because
+    accuracy cannot see skill that moves no row across the majority class: a 95%-majority
+    label reads 0.95 with no skill at all, and a model that ranks well there may still
+    answer the majority everywhere. Accuracy against the majority class is in the reason.
+    The name "accuracy" is the check it replaces; ``min_accuracy``, when set, is an absolute
+    floor on top.
+    """
+    name = "accuracy"
+    fields = ("candidate_accuracy", "baseline_accuracy", "prior_brier", "candidate_brier", "brier_gain_se")
+    values = [_number(getattr(e, f)) for f in fields]
+    absent = tuple(f for f, v in zip(fields, values, strict=True) if v is None)
+    if absent:
+        return _missing(name, gates.prior_z, absent, e)
+    accuracy, majority, prior, ours, se = (float(v) for v in values)  # type: ignore[arg-type]
+    gain, limit = prior - ours, round(gates.prior_z * se, 6)
+    # Strictly above: a model that predicts the prior itself (gain 0, SE 0) fails.
+    passed = gain > limit
+    reason = (f"Brier score {ours:.4f} vs the prior's {prior:.4f}: gain {gain:+.4f} {'>' if passed else '<='} "
+              f"{gates.prior_z} x paired SE {se:.4f}; accuracy {accuracy:.4f} vs the majority class's {majority:.4f}")
+    if gates.min_accuracy is not None:
+        floor = accuracy >= gates.min_accuracy
+        passed = passed and floor
+        reason += f", {'>=' if floor else '<'} min_accuracy {gates.min_accuracy}"
+    return Check(name, round(gain, 6), limit, passed, reason)
 
 
 def _accuracy_drop(gates: Gates, e: Evidence) -> Check:
@@ -187,35 +249,86 @@ def _regression(name: str, tolerance: float, gates: Gates, e: Evidence, metric: 
 
 
 def _group_suspect_gap(gates: Gates, e: Evidence) -> Check:
-    """Suspected label errors spread evenly over each sensitive attribute's groups.
+    """Suspected label errors must not concentrate in one sensitive group more than they did
+    in the champion's training batch.
 
-    Per attribute, the highest minus the lowest group suspect rate (groups with at least
-    ``min_group_count`` rows) may exceed the tolerance by regression_z standard errors of a
-    difference of two proportions. The worst attribute (largest excess) is reported.
+    Per group g of each attribute (``min_group_count`` rows now and in the reference): the
+    excess ``(rate_g - rate_rest) - (ref_g - ref_rest)``, where "rest" is the attribute's
+    other rows. Groups differ in how ambiguous their labels are, and the analysis of a later
+    batch (champion-blended) reads lower overall than a first run's cross-fit: the
+    difference in differences cancels both. It may exceed the tolerance by z standard
+    errors of four independent proportions, each Agresti-Caffo adjusted (one suspect and
+    one clean pseudo-row), so a small or suspect-free group still has an honest error. The
+    worst group (largest excess over its limit) is reported; groups too small are named.
     """
     name, tolerance = "group_suspect_rate_gap", gates.max_group_suspect_rate_gap
     if e.group_suspect_rates is None:
         return _missing(name, tolerance, ("group_suspect_rates",), e)
-    worst: tuple[float, float, float, str] | None = None  # (excess, gap, limit, description)
+    too_many = _too_many_groups(e.group_suspect_rates, gates.max_sensitive_groups)
+    if too_many:
+        return Check(name, None, tolerance, False, too_many)
+    reference = e.champion_group_suspect_rates
+    if reference is None:
+        if e.first_run:
+            return Check(name, None, tolerance, True,
+                         f"{NOT_APPLICABLE}: no reference per-group suspect rates; groups differ in how "
+                         "ambiguous their labels are, so only a change against the champion's batch is judged")
+        return _missing(name, tolerance, ("champion_group_suspect_rates",), e)
+    ref = {(c, g): (n, r) for c, g, n, r in reference}
+    worst: tuple[float, float, float, str] | None = None  # (excess over limit, excess, limit, description)
+    small: list[str] = []
     for column in sorted({c for c, _, _, _ in e.group_suspect_rates}):
-        groups = [(g, n, r) for c, g, n, r in e.group_suspect_rates if c == column and n >= gates.min_group_count]
-        if len(groups) < 2:
-            continue
-        high, low = max(groups, key=lambda x: x[2]), min(groups, key=lambda x: x[2])
-        se = math.sqrt(high[2] * (1 - high[2]) / high[1] + low[2] * (1 - low[2]) / low[1])
-        gap, limit = high[2] - low[2], tolerance + gates.regression_z * se
-        described = (f"{column}: {high[0]} {high[2]:.3f} ({high[1]} rows) vs {low[0]} {low[2]:.3f} "
-                     f"({low[1]} rows); max {tolerance} + {gates.regression_z} x SE {se:.4f}")
-        if worst is None or gap - limit > worst[0]:
-            worst = (gap - limit, gap, limit, described)
+        now = {g: (n, r) for c, g, n, r in e.group_suspect_rates if c == column}
+        then = {g: v for (c, g), v in ref.items() if c == column}
+        for group, (n, rate) in sorted(now.items()):
+            n_ref, rate_ref = then.get(group, (0, 0.0))
+            rest, rest_ref = _rest(now, group), _rest(then, group)
+            if min(n, n_ref, rest[0], rest_ref[0]) < gates.min_group_count:
+                small.append(f"{column}={group} ({n} rows, reference {n_ref})")
+                continue
+            excess = (rate - rest[1]) - (rate_ref - rest_ref[1])
+            se = math.sqrt(sum(_adjusted_variance(count, share) for count, share in
+                               ((n, rate), rest, (n_ref, rate_ref), rest_ref)))
+            limit = tolerance + gates.regression_z * se
+            described = (f"{column}={group}: {rate:.3f} vs rest {rest[1]:.3f} now ({n} rows), "
+                         f"{rate_ref:.3f} vs {rest_ref[1]:.3f} in the champion's batch ({n_ref} rows); "
+                         f"max {tolerance} + {gates.regression_z} x SE {se:.4f}")
+            if worst is None or excess - limit > worst[0]:
+                worst = (excess - limit, excess, limit, described)
+    unjudged = f"; under {gates.min_group_count} rows, reported not gated: {', '.join(small)}" if small else ""
     if worst is None:
         return Check(name, None, tolerance, True,
-                     f"not applicable: no sensitive attribute with two groups of {gates.min_group_count}+ rows "
-                     "(the fairness checks judge small groups)")
-    _, gap, limit, described = worst
-    passed = gap <= limit + 1e-12
-    return Check(name, gap, round(limit, 6), passed,
-                 f"{gap:.4f} {'<=' if passed else '>'} {limit:.4f}: {described}")
+                     f"not applicable: no group with {gates.min_group_count}+ rows here and in the champion's "
+                     f"batch (the fairness checks judge small groups){unjudged}")
+    _, excess, limit, described = worst
+    passed = excess <= limit + 1e-12
+    return Check(name, round(excess, 6), round(limit, 6), passed,
+                 f"{excess:+.4f} {'<=' if passed else '>'} {limit:.4f}: {described}{unjudged}")
+
+
+def _rest(groups: dict[str, tuple[int, float]], group: str) -> tuple[int, float]:
+    """Rows and suspect rate of the attribute's other groups together."""
+    rows = sum(n for g, (n, _) in groups.items() if g != group)
+    suspects = sum(n * r for g, (n, r) in groups.items() if g != group)
+    return rows, (suspects / rows if rows else 0.0)
+
+
+def _adjusted_variance(rows: int, rate: float) -> float:
+    """Variance of a proportion with one pseudo-suspect and one pseudo-clean row (Agresti-Caffo)."""
+    adjusted = (rate * rows + 1) / (rows + 2)
+    return adjusted * (1 - adjusted) / (rows + 2)
+
+
+def _too_many_groups(rates: tuple[tuple[str, str, int, float], ...], limit: int) -> str | None:
+    counts: dict[str, int] = {}
+    for column, _, _, _ in rates:
+        counts[column] = counts.get(column, 0) + 1
+    over = {c: k for c, k in counts.items() if k > limit}
+    if not over:
+        return None
+    listed = ", ".join(f"'{c}' has {k}" for c, k in sorted(over.items()))
+    return (f"sensitive attribute(s) with too many groups: {listed} distinct values (> gates.max_sensitive_groups "
+            f"{limit}): not a group attribute; bin it or leave it out of dataset.sensitive")
 
 
 def _leakage(gates: Gates, e: Evidence) -> Check:
@@ -230,11 +343,39 @@ def _leakage(gates: Gates, e: Evidence) -> Check:
     return Check("label_leakage", list(e.leaking_features), False, passed, reason)
 
 
+def _fairness_gap(gates: Gates, e: Evidence) -> Check:
+    """The candidate's worst gap, always measured and reported; judged against an absolute
+    limit only when ``max_fairness_gap`` is set (the champion comparison is the default judge)."""
+    name, limit = "fairness_gap", gates.max_fairness_gap
+    value = _number(e.candidate_fairness_gap)
+    if value is None:  # an unmeasurable gap is never a pass, limit or not
+        return _missing(name, limit, ("candidate_fairness_gap",), e)
+    se = _number(e.candidate_fairness_gap_se)
+    shown = f"{value:.4f}" + (f" (bootstrap SE {se:.4f})" if se is not None else "")
+    small = (f"; under min_group_count, reported not gated: {', '.join(e.fairness_small_groups)}"
+             if e.fairness_small_groups else "")
+    if limit is None:
+        return Check(name, value, None, True, f"{shown}: reported, not gated (gates.max_fairness_gap is null; "
+                                              f"fairness_gap_increase_vs_champion judges it){small}")
+    passed = value <= limit
+    return Check(name, value, limit, passed, f"{shown} {'<=' if passed else '>'} max {limit}{small}")
+
+
 def _fairness_increase(gates: Gates, e: Evidence) -> Check:
-    return _worse_than_champion("fairness_gap_increase_vs_champion", gates.max_fairness_gap_increase, e,
-                                worse=("candidate_fairness_gap", e.candidate_fairness_gap),
-                                better=("champion_fairness_gap", e.champion_fairness_gap),
-                                champion=e.champion_fairness_gap)
+    """The candidate's gap minus the champion's on the same holdout rows, within the tolerance
+    plus z paired bootstrap standard errors of that difference."""
+    name = "fairness_gap_increase_vs_champion"
+    se = _number(e.fairness_gap_increase_se)
+    limit = round(gates.max_fairness_gap_increase + gates.regression_z * (se or 0.0), 6)
+    check = _worse_than_champion(name, limit, e, worse=("candidate_fairness_gap", e.candidate_fairness_gap),
+                                 better=("champion_fairness_gap", e.champion_fairness_gap),
+                                 champion=e.champion_fairness_gap)
+    if check.value is None or check.reason == NOT_APPLICABLE:
+        return check
+    if se is None:
+        return _missing(name, limit, ("fairness_gap_increase_se",), e)
+    return replace(check, reason=f"{check.reason} (max {gates.max_fairness_gap_increase} + {gates.regression_z} "
+                                 f"x paired bootstrap SE {se:.4f})")
 
 
 def _worse_than_champion(name: str, limit: float, e: Evidence, *, worse: tuple[str, float | None],

@@ -1,6 +1,7 @@
 """The fail-closed promotion gate: a policy table, missing and garbled evidence, first runs,
 the relative noise check, the noise-aware tolerances for accuracy, F1, ROC AUC and
-calibration error, and the leakage check."""
+calibration error, and the leakage check. Each check's baseline and error bar in detail, and
+bad sensitive attributes: test_gate_baselines.py."""
 
 from __future__ import annotations
 
@@ -29,15 +30,22 @@ CHECKS = ["data_validation", "drift_share", "noise_rate", "accuracy", *REGRESSIO
 
 # Each regression is 0.01 against an allowance of tolerance + 2.326 x 0.01: accuracy, F1 and
 # ROC AUC 0.04326, calibration error 0.05326.
-GOOD = Evidence(validation_passed=True, drift_share=0.1, first_run=False, noise_rate=0.25,
-                champion_noise_rate=0.28, candidate_accuracy=0.76, compared_candidate_accuracy=0.75,
+# Noise estimates over 100,000 rows each: SE 0.00197, so the noise limit is 0.28 + 0.05 + 0.0046.
+# The Brier score beats the prior's 0.48 by 0.10 against prior_z x 0.02.
+CHAMPION_BASELINES: dict[str, Any] = {
+    "champion_noise_rate": 0.28, "champion_noise_rows": 100_000,
+    "champion_group_suspect_rates": (("sex", "female", 200, 0.16), ("sex", "male", 500, 0.13))}
+GOOD = Evidence(validation_passed=True, drift_share=0.1, first_run=False, noise_rate=0.25, noise_rows=100_000,
+                candidate_accuracy=0.76, baseline_accuracy=0.60, accuracy_gain_se=0.02,
+                prior_brier=0.48, candidate_brier=0.38, brier_gain_se=0.02,
+                compared_candidate_accuracy=0.75,
                 compared_champion_accuracy=0.76, accuracy_drop_se=0.01,
                 compared_candidate_macro_f1=0.70, compared_champion_macro_f1=0.71, macro_f1_drop_se=0.01,
                 compared_candidate_roc_auc=0.78, compared_champion_roc_auc=0.79, roc_auc_drop_se=0.01,
                 compared_candidate_ece=0.08, compared_champion_ece=0.07, ece_increase_se=0.01,
                 leaking_features=(), group_suspect_rates=(("sex", "female", 200, 0.15), ("sex", "male", 500, 0.13)),
-                candidate_fairness_gap=0.10, champion_fairness_gap=0.08,
-                signature_verified=True)
+                candidate_fairness_gap=0.10, champion_fairness_gap=0.08, candidate_fairness_gap_se=0.03,
+                fairness_gap_increase_se=0.02, signature_verified=True, **CHAMPION_BASELINES)
 
 
 def _failed(gates: Gates, evidence: Evidence) -> list[str]:
@@ -63,10 +71,12 @@ def test_all_evidence_good_promotes() -> None:
 @pytest.mark.parametrize(("gates", "change", "failing"), [
     ({}, {"validation_passed": False}, "data_validation"),
     ({}, {"drift_share": 0.31}, "drift_share"),
-    ({}, {"noise_rate": 0.34}, "noise_rate"),  # above the champion's 0.28 + 0.05
+    ({}, {"noise_rate": 0.34}, "noise_rate"),  # above the champion's 0.28 + 0.05 + 2.326 x SE 0.002
     ({}, {"noise_rate": 0.2, "champion_noise_rate": 0.1}, "noise_rate"),  # a clean champion is the bar
     ({"max_noise_rate": 0.3}, {"noise_rate": 0.31}, "noise_rate"),  # the cap: no ratcheting up
-    ({"min_accuracy": 0.8}, {}, "accuracy"),
+    ({"min_accuracy": 0.8}, {}, "accuracy"),  # the optional absolute floor
+    ({}, {"candidate_brier": 0.49}, "accuracy"),  # worse than the prior model
+    ({"prior_z": 2.0}, {"candidate_brier": 0.441}, "accuracy"),  # beats it by 0.039 < 2 x 0.02
     ({}, {"compared_candidate_accuracy": 0.71}, "accuracy_drop_vs_champion"),  # 0.05 > 0.04326
     ({"accuracy_drop_z": 0}, {"compared_candidate_accuracy": 0.735}, "accuracy_drop_vs_champion"),  # old name
     ({}, {"compared_candidate_macro_f1": 0.66}, "macro_f1_drop_vs_champion"),  # 0.05 > 0.04326
@@ -75,11 +85,11 @@ def test_all_evidence_good_promotes() -> None:
     ({"max_roc_auc_drop": 0.0}, {"roc_auc_drop_se": 0.001}, "roc_auc_drop_vs_champion"),
     ({}, {"compared_candidate_ece": 0.13}, "calibration_error_increase_vs_champion"),  # 0.06 > 0.05326
     ({}, {"leaking_features": ("copied_label",)}, "label_leakage"),
-    # 0.34 - 0.14 = 0.20 against 0.02 + 2.326 x SE 0.047
+    # (0.34 - 0.14) - (0.16 - 0.13) = 0.17 against 0.02 + 2.326 x SE 0.055
     ({}, {"group_suspect_rates": (("sex", "female", 126, 0.34), ("sex", "male", 274, 0.14))},
      "group_suspect_rate_gap"),
-    ({}, {"candidate_fairness_gap": 0.30, "champion_fairness_gap": 0.28}, "fairness_gap"),
-    ({}, {"candidate_fairness_gap": 0.20}, "fairness_gap_increase_vs_champion"),  # +0.12 over 0.08
+    ({"max_fairness_gap": 0.25}, {"candidate_fairness_gap": 0.30, "champion_fairness_gap": 0.28}, "fairness_gap"),
+    ({}, {"candidate_fairness_gap": 0.20}, "fairness_gap_increase_vs_champion"),  # +0.12 > 0.05 + 2.326 x 0.02
     ({}, {"signature_verified": False}, "signature_verified"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_each_single_failure_is_named(gates: dict[str, float], change: dict[str, Any], failing: str) -> None:
@@ -88,11 +98,11 @@ def test_each_single_failure_is_named(gates: dict[str, float], change: dict[str,
 
 @pytest.mark.parametrize("change", [
     {"drift_share": 0.3}, {"noise_rate": 0.33}, {"noise_rate": 0.15, "champion_noise_rate": 0.1},
-    {"candidate_accuracy": 0.6},
+    {"candidate_brier": 0.48 - 0.02 * Gates().prior_z - 1e-4, "candidate_accuracy": 0.5},  # accuracy: not gated
     {"compared_candidate_accuracy": 0.70, "compared_champion_accuracy": 0.74326},  # exactly the allowance
     {"compared_candidate_macro_f1": 0.66674}, {"compared_candidate_roc_auc": 0.74674},
     {"compared_candidate_ece": 0.12326},
-    {"candidate_fairness_gap": 0.25, "champion_fairness_gap": 0.15},
+    {"candidate_fairness_gap": 0.24652, "champion_fairness_gap": 0.15},  # 0.05 + 2.326 x 0.02
 ])
 def test_values_on_the_threshold_pass(change: dict[str, Any]) -> None:
     assert _failed(Gates(), replace(GOOD, **change)) == []
@@ -108,9 +118,11 @@ def test_the_accuracy_allowance_grows_with_the_comparisons_noise() -> None:
     assert "paired SE 0.0050" in large.reason
 
 
-def test_noise_limit_is_the_champions_estimate_plus_the_margin_under_the_cap() -> None:
+def test_noise_limit_is_the_champions_estimate_plus_the_margin_and_error_bar_under_the_cap() -> None:
     relative = _check(Gates(), GOOD, "noise_rate")
-    assert relative.threshold == pytest.approx(0.33) and "champion's 0.2800 + 0.05" in relative.reason
+    se = math.sqrt(0.28 * 0.72 / 100_000 + 0.25 * 0.75 / 100_000)
+    assert relative.threshold == pytest.approx(0.33 + 2.326 * se, abs=1e-6)
+    assert "champion's 0.2800 + 0.05 + 2.326 x SE 0.0020" in relative.reason
     capped = _check(Gates(), replace(GOOD, champion_noise_rate=0.33), "noise_rate")
     assert capped.threshold == pytest.approx(0.35) and "capped at 0.35" in capped.reason
     first = _check(Gates(), replace(GOOD, first_run=True, champion_noise_rate=None), "noise_rate")
@@ -132,6 +144,12 @@ def test_a_champion_without_a_noise_baseline_fails_closed() -> None:
     ("noise_rate", ["noise_rate"]),
     ("champion_noise_rate", ["noise_rate"]),
     ("candidate_accuracy", ["accuracy"]),
+    ("baseline_accuracy", ["accuracy"]),
+    ("prior_brier", ["accuracy"]),
+    ("candidate_brier", ["accuracy"]),
+    ("brier_gain_se", ["accuracy"]),
+    ("noise_rows", ["noise_rate"]),
+    ("champion_noise_rows", ["noise_rate"]),
     ("compared_candidate_accuracy", ["accuracy_drop_vs_champion"]),
     ("compared_champion_accuracy", ["accuracy_drop_vs_champion"]),
     ("accuracy_drop_se", ["accuracy_drop_vs_champion"]),
@@ -143,8 +161,10 @@ def test_a_champion_without_a_noise_baseline_fails_closed() -> None:
     ("ece_increase_se", ["calibration_error_increase_vs_champion"]),
     ("leaking_features", ["label_leakage"]),
     ("group_suspect_rates", ["group_suspect_rate_gap"]),
+    ("champion_group_suspect_rates", ["group_suspect_rate_gap"]),
     ("candidate_fairness_gap", ["fairness_gap", "fairness_gap_increase_vs_champion"]),
     ("champion_fairness_gap", ["fairness_gap_increase_vs_champion"]),
+    ("fairness_gap_increase_se", ["fairness_gap_increase_vs_champion"]),
     ("signature_verified", ["signature_verified"]),
 ])
 def test_missing_evidence_fails_closed(field: str, checks: list[str]) -> None:
@@ -162,7 +182,8 @@ def test_nan_counts_as_missing() -> None:
 
 
 def test_first_run_waives_only_what_needs_a_champion() -> None:
-    first = replace(GOOD, first_run=True, drift_share=None, champion_noise_rate=None,
+    first = replace(GOOD, first_run=True, drift_share=None, champion_noise_rate=None, champion_noise_rows=None,
+                    champion_group_suspect_rates=None, fairness_gap_increase_se=None,
                     compared_candidate_accuracy=None, compared_champion_accuracy=None, accuracy_drop_se=None,
                     compared_candidate_macro_f1=None, compared_champion_macro_f1=None, macro_f1_drop_se=None,
                     compared_candidate_roc_auc=None, compared_champion_roc_auc=None, roc_auc_drop_se=None,
@@ -170,11 +191,11 @@ def test_first_run_waives_only_what_needs_a_champion() -> None:
                     champion_fairness_gap=None)
     decision = decide(Gates(), first)
     assert decision.promote
-    waived = {c.name for c in decision.checks if c.reason == NOT_APPLICABLE}
-    assert waived == {"drift_share", *REGRESSIONS, "fairness_gap_increase_vs_champion"}
+    waived = {c.name for c in decision.checks if c.reason.startswith(NOT_APPLICABLE)}
+    assert waived == {"drift_share", *REGRESSIONS, "group_suspect_rate_gap", "fairness_gap_increase_vs_champion"}
     # The same evidence without the first-run flag is missing evidence, not a pass.
     assert _failed(Gates(), replace(first, first_run=False)) == [
-        "drift_share", "noise_rate", *REGRESSIONS, "fairness_gap_increase_vs_champion"]
+        "drift_share", "noise_rate", *REGRESSIONS, "group_suspect_rate_gap", "fairness_gap_increase_vs_champion"]
     # A first run waives nothing the candidate alone must show.
     assert _failed(Gates(), replace(first, candidate_accuracy=None)) == ["accuracy"]
 
@@ -196,14 +217,18 @@ def reports(tmp_path: Path) -> dict[str, Path]:
         "evaluation": _write(tmp_path / "evaluation.json", {
             "drift": {"drift_share": 0.1},
             "quality": {"candidate": {"accuracy": 0.76}, "champion": {"accuracy": 0.8},
+                        "baseline": {"accuracy": 0.60, "accuracy_gain_se": 0.02, "brier": 0.48,
+                                     "candidate_brier": 0.38, "brier_gain_se": 0.02},
                         "comparison": {"candidate": {"accuracy": 0.75, "macro_f1": 0.70, "roc_auc": 0.78,
                                                      "ece": 0.08},
                                        "champion": {"accuracy": 0.76, "macro_f1": 0.71, "roc_auc": 0.79,
                                                     "ece": 0.07},
                                        "accuracy_drop_se": 0.01, "macro_f1_drop_se": 0.01,
                                        "roc_auc_drop_se": 0.01, "ece_increase_se": 0.01}},
-            "fairness": {"candidate": {"max_gap": 0.1}, "champion": {"max_gap": 0.08}}}),
+            "fairness": {"candidate": {"max_gap": 0.1}, "champion": {"max_gap": 0.08},
+                         "errors": {"candidate_gap_se": 0.03, "increase_se": 0.02}}}),
         "analysis": _write(tmp_path / "summary.json", {"estimated_noise_rate": 0.25, "skipped": False,
+                                                        "n_rows": 100_000,
                                                         "leakage": {"flagged": []}, "per_group": [
             {"column": "sex", "value": "female", "n_rows": 200, "n_suspected": 30, "suspect_rate": 0.15},
             {"column": "sex", "value": "male", "n_rows": 500, "n_suspected": 65, "suspect_rate": 0.13}]}),
@@ -215,7 +240,7 @@ def reports(tmp_path: Path) -> dict[str, Path]:
 def _from(reports: dict[str, Path | None], first_run: bool = False) -> Evidence:
     evidence = evidence_from_files(reports["evaluation"], reports["analysis"], reports["signing"], first_run,
                                    validation_json=reports["validation"])
-    return replace(evidence, champion_noise_rate=0.28)  # as the pipeline does, from the champion's run
+    return replace(evidence, **CHAMPION_BASELINES)  # as the pipeline does, from the champion's run
 
 
 EVALUATION_CHECKS = ["drift_share", "accuracy", *REGRESSIONS, "fairness_gap",
@@ -236,14 +261,20 @@ def test_evidence_from_good_files_promotes(reports: dict[str, Path]) -> None:
     ("evaluation", b"\xff\xfe\x00garbage", EVALUATION_CHECKS),
     ("evaluation", {"drift": {"drift_share": 0.1}, "quality": {"candidate": {"accuracy": 0.76}, "comparison": None},
                     "fairness": {"candidate": {"max_gap": 0.1}, "champion": {"max_gap": 0.08}}},
-     REGRESSIONS),  # a report from before the comparison existed
+     ["accuracy", *REGRESSIONS, "fairness_gap_increase_vs_champion"]),  # from before the comparison existed
     ("analysis", None, ANALYSIS_CHECKS),
-    ("analysis", {"estimated_noise_rate": "0.05", "leakage": {"flagged": []}, "per_group": []}, ["noise_rate"]),
+    ("analysis", {"estimated_noise_rate": "0.05", "n_rows": 9, "leakage": {"flagged": []}, "per_group": []},
+     ["noise_rate"]),
     ("analysis", {"estimated_noise_rate": 0.05, "skipped": True, "reason": "one class"}, ANALYSIS_CHECKS),
-    ("analysis", '{"estimated_noise_rate": NaN, "leakage": {"flagged": []}, "per_group": []}', ["noise_rate"]),
-    ("analysis", {"estimated_noise_rate": 0.25, "leakage": {"flagged": "sex"}, "per_group": []}, ["label_leakage"]),
-    ("analysis", {"estimated_noise_rate": 0.25}, ["label_leakage", "group_suspect_rate_gap"]),  # an old summary
-    ("analysis", {"estimated_noise_rate": 0.25, "leakage": {"flagged": []},
+    ("analysis", '{"estimated_noise_rate": NaN, "n_rows": 9, "leakage": {"flagged": []}, "per_group": []}',
+     ["noise_rate"]),
+    ("analysis", {"estimated_noise_rate": 0.25, "n_rows": 99999, "leakage": {"flagged": "sex"}, "per_group": []},
+     ["label_leakage"]),
+    ("analysis", {"estimated_noise_rate": 0.25, "n_rows": 99999},
+     ["label_leakage", "group_suspect_rate_gap"]),  # an old summary
+    ("analysis", {"estimated_noise_rate": 0.25, "leakage": {"flagged": []}, "per_group": []},
+     ["noise_rate"]),  # no row count: no error bar for the estimate
+    ("analysis", {"estimated_noise_rate": 0.25, "n_rows": 99999, "leakage": {"flagged": []},
                   "per_group": [{"column": "sex", "value": "f", "n_rows": 9, "suspect_rate": 1.5}]},
      ["group_suspect_rate_gap"]),
     ("signing", None, ["signature_verified"]),
@@ -284,7 +315,7 @@ def test_no_paths_and_a_directory_never_raise(tmp_path: Path) -> None:
 def test_caller_supplied_evidence_replaces_missing_notes(reports: dict[str, Path]) -> None:
     evidence = evidence_from_files(reports["evaluation"], reports["analysis"], None, False)
     assert evidence.validation_passed is None and evidence.signature_verified is None
-    evidence = replace(evidence, validation_passed=True, signature_verified=True, champion_noise_rate=0.28)
+    evidence = replace(evidence, validation_passed=True, signature_verified=True, **CHAMPION_BASELINES)
     assert decide(Gates(), evidence).promote and evidence.to_dict()["missing"] == {}
 
 
@@ -312,19 +343,3 @@ def test_write_report_output_feeds_the_gate(tmp_path: Path) -> None:
             later.accuracy_drop_se) == (0.0, q.accuracy, fair.max_gap, 0.0)
     checks = {c.name: c for c in decide(Gates(), later).checks}
     assert checks["accuracy_drop_vs_champion"].passed and checks["accuracy_drop_vs_champion"].value == 0.0
-
-
-def test_group_suspect_gap_counts_only_measurable_groups_and_reports_the_worst_attribute() -> None:
-    rates = (("sex", "female", 200, 0.15), ("sex", "male", 500, 0.13),  # even
-             ("age_band", "young", 150, 0.40), ("age_band", "old", 300, 0.10),  # concentrated
-             ("region", "tiny", 5, 1.0), ("region", "big", 600, 0.1))  # one group below min_group_count
-    check = _check(Gates(), replace(GOOD, group_suspect_rates=rates), "group_suspect_rate_gap")
-    assert not check.passed and check.value == pytest.approx(0.30) and "age_band: young" in check.reason
-    small = (("sex", "female", 19, 0.9), ("sex", "male", 500, 0.1))
-    waived = _check(Gates(), replace(GOOD, group_suspect_rates=small), "group_suspect_rate_gap")
-    assert waived.passed and waived.reason.startswith("not applicable")
-    # The allowance grows with the noise of small groups: the same 0.08 gap passes on 60-row groups
-    # (SE ~0.07) and fails on 2,000-row ones (SE ~0.012).
-    gap = lambda n: (("sex", "f", n, 0.22), ("sex", "m", n, 0.14))
-    assert _check(Gates(), replace(GOOD, group_suspect_rates=gap(60)), "group_suspect_rate_gap").passed
-    assert not _check(Gates(), replace(GOOD, group_suspect_rates=gap(2000)), "group_suspect_rate_gap").passed
