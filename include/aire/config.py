@@ -413,6 +413,68 @@ class Approval(_Strict):
         return value
 
 
+class OutOfDomain(str, Enum):
+    """What a row outside the champion's operating design domain gets (``aire.scoring.odd``)."""
+
+    FLAG = "flag"  # the champion's prediction, with the verdict beside it
+    FALLBACK = "fallback"  # the fallback's prediction (previous verified version, else the baseline)
+    WITHHOLD = "withhold"  # no prediction: the row is marked withheld
+
+
+class Shadow(_Strict):
+    """A ``challenger`` scoring the same batch in shadow (``aire.scoring.shadow``).
+
+    ``canary_share`` < 1 scores only that share of rows (a seeded, stable choice by row hash).
+    A shadow batch is healthy when agreement with the champion is at least ``min_agreement``
+    and the total-variation distance between their predicted-class shares is at most
+    ``max_distance``; with ``required_healthy_batches`` > 0 a challenger is promoted only
+    after that many healthy batches in a row, and an unhealthy one ends it (a decision record).
+    """
+
+    enabled: bool = True
+    canary_share: float = Field(1.0, gt=0, le=1)
+    min_agreement: float = Field(0.8, ge=0, le=1)
+    max_distance: float = Field(0.15, ge=0, le=1)
+    required_healthy_batches: int = Field(0, ge=0, le=1000)
+    end_unhealthy: bool = True  # an unhealthy shadow batch removes the challenger alias
+
+
+class Scoring(_Strict):
+    """Batch scoring (``aire score``, ``aire_score``): the operating domain and fallbacks."""
+
+    out_of_domain: OutOfDomain = OutOfDomain.FLAG
+    # A cell the model cannot take (NaN or inf in a number, text in a numeric column, a
+    # missing required value): flag withholds those rows and scores the rest; quarantine
+    # refuses the whole batch (nothing written, the batch copied to quarantine, an incident).
+    on_bad_input: str = Field("flag", pattern="^(flag|quarantine)$")
+    chunk_rows: int = Field(250_000, ge=1, le=10_000_000)  # rows encoded and scored at once: bounds memory
+    # Distance to the training data: a row is "far from anything seen" when its Mahalanobis
+    # distance (standardized numeric features, the reference's covariance) exceeds the
+    # reference's own ``distance_quantile`` times ``1 + distance_margin``.
+    distance_quantile: float = Field(0.99, gt=0.5, le=1)
+    distance_margin: float = Field(0.25, ge=0, le=10)
+    # Uncertain: the top-class probability below the ``uncertain_quantile`` of the champion's
+    # own confidences on its training rows (learned per model digest).
+    uncertain_quantile: float = Field(0.05, ge=0, lt=0.5)
+    # A column the reference never had missing is out of domain when a row has it missing;
+    # one that had nulls is flagged in the summary when the batch's null rate exceeds the
+    # reference's by more than this.
+    null_rate_tolerance: float = Field(0.1, ge=0, le=1)
+    # The documented baseline when no version verifies: fixed class probabilities
+    # (class label -> probability, summing to 1); null: no baseline, the batch is refused.
+    baseline_prior: dict[str, float] | None = None
+    shadow: Shadow = Field(default_factory=Shadow)
+
+    @field_validator("baseline_prior")
+    @classmethod
+    def _prior_is_a_distribution(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return None
+        if not value or any(p < 0 for p in value.values()) or abs(sum(value.values()) - 1) > 1e-6:
+            raise ValueError("scoring.baseline_prior: probabilities must be >= 0 and sum to 1")
+        return value
+
+
 class PipelineConfig(_Strict):
     name: str
     dataset: Dataset
@@ -425,6 +487,7 @@ class PipelineConfig(_Strict):
     slo: Slo = Field(default_factory=Slo)
     notify: Notify = Field(default_factory=Notify)
     approval: Approval = Field(default_factory=Approval)
+    scoring: Scoring = Field(default_factory=Scoring)
 
     @model_validator(mode="after")
     def _name_is_a_model_name(self) -> PipelineConfig:
