@@ -7,7 +7,7 @@ export AIRE_HOME ?= $(CURDIR)/.aire
 # The venv's own pip, without the machine's torch cap getting in the way of our pin.
 PIP    := $(BIN)/pip install --disable-pip-version-check
 
-.PHONY: install demo lint test test-fast bench clean-home
+.PHONY: install demo activate-hook lint test test-fast bench clean-home
 
 install: $(VENV)/.installed
 
@@ -21,12 +21,17 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproj
 	touch $@
 
 # Prepares $(AIRE_HOME), teaches .venv/bin/activate the home's exports, runs the demo.
-demo: install
-	@grep -q 'aire env' $(BIN)/activate || \
-	  printf '\n# AIRE: point airflow, mlflow and aire at the embedded home\nexport AIRE_HOME="$${AIRE_HOME:-%s}"\neval "$$("%s/aire" env)"\n' \
-	    "$(AIRE_HOME)" "$(CURDIR)/$(BIN)" >> $(BIN)/activate
+demo: install activate-hook
 	$(BIN)/aire init
 	$(BIN)/aire demo
+
+# Appends the home's exports to $(ACTIVATE) once. No prerequisites: tests/unit/cli/test_env.py
+# runs it on a copy of the activate script (ACTIVATE=...) without touching the venv.
+ACTIVATE ?= $(BIN)/activate
+activate-hook:
+	@grep -q 'aire env' $(ACTIVATE) || \
+	  printf '\n# AIRE: point airflow, mlflow and aire at the embedded home\nexport AIRE_HOME="$${AIRE_HOME:-%s}"\neval "$$("%s/aire" env)"\n' \
+	    "$(AIRE_HOME)" "$(CURDIR)/$(BIN)" >> $(ACTIVATE)
 
 # ruff (style, imports, the ban on module-level heavy imports), mypy --strict on the library,
 # the adapter, the DAGs and the plugin, and the import contract of the layers (pyproject.toml).

@@ -4,6 +4,11 @@
 imported from, so two checkouts never share state. Service URIs (MLflow tracking,
 Airflow metadata DB, incident DB) can each be overridden by their usual environment
 variables; the home then only holds what still lives locally.
+
+``aire env`` exports the home's own values of those variables too, so a shell that ran
+it carries values nobody set by hand. It also exports ``AIRE_DERIVED_FROM=<home>``: a
+variable whose value is still what that home derived is the home's, not the user's, and
+follows ``AIRE_HOME`` when it changes; a value set by hand (any other value) stays.
 """
 
 from __future__ import annotations
@@ -15,6 +20,18 @@ from pathlib import Path
 from aire import constants as names
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DERIVED_FROM = "AIRE_DERIVED_FROM"
+# The service URIs `aire env` exports with the home's value when the user set none.
+EXPORTED_SERVICES = ("MLFLOW_TRACKING_URI", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+HOME_DEFAULT = "home default"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A service URI in force and where it came from (``environment (VAR)`` or the home)."""
+
+    value: str
+    source: str
 
 
 @dataclass(frozen=True)
@@ -59,9 +76,25 @@ class Home:
         return self.root / "data"
 
     # --- service URIs, overridable ----------------------------------------------
+    def defaults(self) -> dict[str, str]:
+        """Each service URI as this home alone derives it, whatever the environment says."""
+        return {
+            "MLFLOW_TRACKING_URI": f"sqlite:///{self.mlflow_dir / 'mlflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_home / 'airflow.db'}",
+            "AIRE_INCIDENTS_DB": f"sqlite:///{self.root / 'incidents.db'}",
+        }
+
+    def setting(self, variable: str) -> Setting:
+        """The value of ``variable`` in force: the user's, else this home's (see the module doc)."""
+        default = self.defaults()[variable]
+        value = os.environ.get(variable)
+        if not value or _derived_by_env(variable, value):
+            return Setting(default, HOME_DEFAULT)
+        return Setting(value, f"environment ({variable})")
+
     @property
     def mlflow_tracking_uri(self) -> str:
-        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+        return self.setting("MLFLOW_TRACKING_URI").value
 
     @property
     def mlflow_artifact_root(self) -> str | None:
@@ -76,11 +109,11 @@ class Home:
 
     @property
     def incidents_db_url(self) -> str:
-        return os.environ.get("AIRE_INCIDENTS_DB") or f"sqlite:///{self.root / 'incidents.db'}"
+        return self.setting("AIRE_INCIDENTS_DB").value
 
     @property
     def airflow_db_url(self) -> str:
-        return f"sqlite:///{self.airflow_home / 'airflow.db'}"
+        return self.setting("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN").value
 
     def run_dir(self, pipeline: str, run_key: str) -> Path:
         """Everything one pipeline run writes: its reports, decision and candidate model."""
@@ -104,9 +137,11 @@ class Home:
         return self
 
     def environment(self) -> dict[str, str]:
-        """Variables that point ``airflow``, ``mlflow`` and ``aire`` at this home."""
+        """Variables that point ``airflow``, ``mlflow`` and ``aire`` at this home (service
+        URIs set by hand stay), and the mark that says which home the rest came from."""
         return {
             "AIRE_HOME": str(self.root),
+            DERIVED_FROM: str(self.root),
             "AIRFLOW_HOME": str(self.airflow_home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
@@ -196,6 +231,14 @@ class RunLayout:
     @property
     def registry_dir(self) -> Path:
         return self.root / names.REGISTRY_DIR
+
+
+def _derived_by_env(variable: str, value: str) -> bool:
+    """True when ``value`` is what `aire env` exported for the home named by the mark."""
+    marked = os.environ.get(DERIVED_FROM)
+    if not marked or variable not in EXPORTED_SERVICES:
+        return False
+    return Home(Path(marked)).defaults()[variable] == value
 
 
 def _safe(run_id: str) -> str:

@@ -13,6 +13,7 @@ import io
 import json
 import pkgutil
 import re
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -129,8 +130,9 @@ def _print(data: Any) -> None:
 
 
 def _env(args: argparse.Namespace) -> int:
+    # shlex, not JSON: inside double quotes the shell would still expand $ and ` in a path.
     for key, value in Home.from_env().environment().items():
-        print(f"export {key}={json.dumps(value)}")
+        print(f"export {key}={shlex.quote(value)}")
     return 0
 
 
@@ -160,7 +162,18 @@ def _status(args: argparse.Namespace) -> int:
             f"champion v{champion['version']} digest {champion['digest']} verified={champion['verified']}"
             if champion else "no champion yet"))
         print(f"open incidents: {status['incidents']['open']}")
+        _print_using(status["using"])
     return 0
+
+
+def _print_using(parts: dict[str, Any]) -> None:
+    ledger, key = parts["ledger"], parts["signing_key"]
+    print(f"using (home {parts['home']}):")
+    print(f"  registry        {parts['registry']['uri']}  [{parts['registry']['from']}]")
+    print(f"  incident store  {parts['incident_store']['uri']}  [{parts['incident_store']['from']}]")
+    print(f"  ledger          {ledger['path']}, head anchored in {ledger['anchor']}  [{ledger['from']}]")
+    print(f"  signing key     {key['source']}  [{key['from']}]")
+    print(f"  airflow db      {parts['airflow_db']['uri']}  [{parts['airflow_db']['from']}]")
 
 
 def _spec(args: argparse.Namespace) -> Any:

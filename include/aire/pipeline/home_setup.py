@@ -34,11 +34,9 @@ def airflow_bin() -> str:
 def airflow_env(home: Home) -> dict[str, str]:
     """This process's environment with the home's variables on top (for airflow subprocesses)."""
     env = dict(os.environ)
-    env.pop("MLFLOW_TRACKING_URI", None)  # the home's own, unless the caller set one on purpose
+    # The home's own service URIs, unless the caller set one by hand (Home.setting).
     env.update(home.environment())
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    if "MLFLOW_TRACKING_URI" in os.environ:
-        env["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_TRACKING_URI"]
     return env
 
 
