@@ -27,22 +27,10 @@ def add_commands(sub: Any) -> None:
     cmd.set_defaults(handler=_score)
 
 
-def headline(summary: dict[str, Any]) -> dict[str, Any]:
-    """The figures a person reads first; the summary file has the rest."""
-    shadow = summary.get("shadow") or {}
-    return {
-        "rows": summary["rows"], "withheld": summary["withheld"], "served_by": summary["served_by"],
-        "odd": {k: summary["odd"][k] for k in ("counts", "violation_rate", "rules")},
-        "shadow": {k: shadow.get(k) for k in ("challenger", "agreement", "distance", "healthy",
-                                              "healthy_streak")} if shadow else None,
-        "output_uri": summary["output_uri"], "summary_uri": summary["summary_uri"],
-    }
-
-
 def _score(args: argparse.Namespace) -> int:
     from aire.config import load_config
     from aire.data.storage import settings_for
-    from aire.scoring.score import ScoreRequest, score_batch
+    from aire.scoring.score import ScoreRequest, headline, score_batch
 
     storage = load_config(args.config).storage
     request = ScoreRequest(args.config, args.batch, args.out, batch_id=args.batch_id,

@@ -38,22 +38,40 @@ def model_proba(loaded: LoadedModel, encoded: np.ndarray, hashes: np.ndarray, sc
                 cache: RowCache | None) -> tuple[np.ndarray, int]:
     """Probabilities of ``loaded`` for every scorable row, each distinct row run once."""
     n_classes = len(loaded.model.classes)
-    out = np.full((len(encoded), n_classes), np.nan)
-    rows = np.flatnonzero(scorable)
-    if len(rows) == 0:
-        return out, 0
-    first, inverse = unique_rows(hashes[rows])
-    distinct = hashes[rows][first]
-    values = np.empty((len(distinct), n_classes))
+    every = bool(scorable.all())
+    rows = None if every else np.flatnonzero(scorable)
+    picked = hashes if rows is None else hashes[rows]
+    if len(picked) == 0:
+        return np.full((len(encoded), n_classes), np.nan), 0
+    first, inverse = unique_rows(picked)
+    distinct = picked[first]
     found, cached = (cache.lookup(loaded.digest, distinct) if cache is not None
                      else (np.zeros(len(distinct), dtype=bool), None))
-    if cached is not None:
-        values[found] = cached
     todo = ~found
-    if todo.any():
-        values[todo] = loaded.model.predict_proba_encoded(encoded[rows[first[todo]]])
+    if cached is None and len(distinct) == len(picked):  # no repeats, no cache hits: no gather needed
+        every_row = loaded.model.predict_proba_encoded(encoded if rows is None else encoded[rows])
         if cache is not None:
-            cache.add(loaded.digest, distinct[todo], values[todo])
+            cache.add(loaded.digest, picked, every_row)
+        if rows is None:
+            return every_row, len(every_row)
+        out = np.full((len(encoded), n_classes), np.nan)
+        out[rows] = every_row
+        return out, len(every_row)
+    source = first[todo] if rows is None else rows[first[todo]]
+    fresh = loaded.model.predict_proba_encoded(encoded[source]) if todo.any() else None
+    if cached is None and fresh is not None:
+        values = fresh  # nothing from the cache: the fresh rows are every distinct row, in order
+    else:
+        values = np.empty((len(distinct), n_classes))
+        if cached is not None:
+            values[found] = cached
+        if fresh is not None:
+            values[todo] = fresh
+    if cache is not None and fresh is not None:
+        cache.add(loaded.digest, distinct[todo], fresh)
+    if rows is None:
+        return values[inverse], int(todo.sum())
+    out = np.full((len(encoded), n_classes), np.nan)
     out[rows] = values[inverse]
     return out, int(todo.sum())
 
@@ -103,10 +121,14 @@ def score_chunk(df: pd.DataFrame, primary: LoadedModel | None, baseline: Baselin
 
 
 def _stamp(frame: pd.DataFrame, models: dict[str, tuple[int | None, str]]) -> None:
-    """Each row's model version and digest, from who scored it (``scored_by``)."""
-    by = frame["scored_by"].astype(str)
-    frame["model_version"] = by.map({k: v for k, (v, _) in models.items()}).astype("Int64")
-    frame["model_digest"] = by.map({k: d for k, (_, d) in models.items()})
+    """Each row's model version and digest, from who scored it (``scored_by``), per category."""
+    by = frame["scored_by"].cat
+    codes = by.codes.to_numpy()
+    labels = list(by.categories)
+    versions = pd.array([models.get(label, (None, ""))[0] for label in labels] + [None], dtype="Int64")
+    digests = np.array([models[label][1] if label in models else None for label in labels] + [None], dtype=object)
+    frame["model_version"] = versions[codes]  # code -1 (none) picks the trailing missing value
+    frame["model_digest"] = pd.Categorical(digests[codes])
 
 
 def _frame(df: pd.DataFrame, proba: np.ndarray, names: list[str], classes: Sequence[object], verdicts: Verdicts,

@@ -157,6 +157,18 @@ def score_batch(request: ScoreRequest, home: Home | None = None) -> dict[str, An
     return summary
 
 
+def headline(summary: dict[str, Any]) -> dict[str, Any]:
+    """The figures a person reads first; the summary file has the rest."""
+    shadow = summary.get("shadow") or {}
+    return {
+        "rows": summary["rows"], "withheld": summary["withheld"], "served_by": summary["served_by"],
+        "odd": {k: summary["odd"][k] for k in ("counts", "violation_rate", "rules")},
+        "shadow": {k: shadow.get(k) for k in ("challenger", "agreement", "distance", "healthy",
+                                              "healthy_streak")} if shadow else None,
+        "output_uri": summary["output_uri"], "summary_uri": summary["summary_uri"],
+    }
+
+
 def result_numeric(chunk: pd.DataFrame, column: str) -> np.ndarray:
     from aire.scoring.encoding import numeric_values
 
