@@ -268,6 +268,12 @@ class SliKind(str, Enum):
     DRIFT_SHARE = "drift_share"  # share of drifted features per batch <= threshold
     FAIRNESS_GAP = "fairness_gap"  # serving model's worst group gap per batch <= threshold
     PROMOTION_LATENCY = "promotion_latency"  # batch landing to promotion <= threshold
+    # Scored batches (aire_monitor; one event per batch, from its summary; aire.scoring.monitor):
+    PREDICTION_DRIFT = "prediction_drift"  # TV distance of predicted-class shares vs the reference <= threshold
+    INPUT_DRIFT = "input_drift"  # worst feature's PSI (numbers) or TV distance (categories) <= threshold
+    CONFIDENCE = "confidence"  # share of rows below the model's learned confidence threshold <= threshold
+    ODD_VIOLATION_RATE = "odd_violation_rate"  # share of rows out of the operating domain <= threshold
+    SCORING_FRESHNESS = "scoring_freshness"  # time since the last scored batch <= threshold (time-based)
 
 
 class BurnWindow(_Strict):
@@ -305,7 +311,7 @@ class Objective(_Strict):
             return None
         if value is None:
             raise ValueError(f"sli {sli.value} needs a threshold")
-        if sli in (SliKind.FRESHNESS, SliKind.PROMOTION_LATENCY):
+        if sli in (SliKind.FRESHNESS, SliKind.PROMOTION_LATENCY, SliKind.SCORING_FRESHNESS):
             return _seconds(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise ValueError(f"sli {sli.value} needs a number in [0, 1], got {value!r}")

@@ -15,8 +15,12 @@ if TYPE_CHECKING:
 
 
 def record_slo_breaches(config: PipelineConfig, report: SloReport, home: Home | None = None,
-                        resolver: ChannelResolver | None = None) -> list[dict[str, Any]]:
-    """One active incident per breached objective; a breach still there counts again."""
+                        resolver: ChannelResolver | None = None,
+                        evidence: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One active incident per breached objective; a breach still there counts again.
+
+    ``evidence`` (the monitor's report of the batches behind it) goes into the incident and
+    its postmortem beside the objective's figures."""
     home = home or Home.from_env()
     outcomes = []
     for objective in report.breached:
@@ -27,7 +31,7 @@ def record_slo_breaches(config: PipelineConfig, report: SloReport, home: Home | 
             severity=Severity.HIGH if fast else Severity.MEDIUM,
             source={"kind": SourceKind.SLO_BREACH.value},
             evidence={"slo": objective.to_dict(), "evaluated_at": report.evaluated_at.isoformat(),
-                      "champion": champion_of(home, config.name)},
+                      "champion": champion_of(home, config.name), **(evidence or {})},
             notify=config.notify, resolver=resolver,
         ))
     return outcomes

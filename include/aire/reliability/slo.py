@@ -18,6 +18,11 @@ An alert fires when both its long and short windows burn at least ``factor`` tim
 (the SRE workbook's multi-window burn rate); a firing alert or an overspent budget is a
 breach, and ``aire.reliability.breaches`` opens an incident for it (the sweep DAG's
 ``check_slos`` task).
+
+Scored batches are a second source (``History.batches``, built by ``aire.scoring.monitor``
+from each batch's summary): one event per batch for prediction drift, input drift, the
+uncertain share and the ODD-violation rate, and ``scoring_freshness``, time-based like
+``freshness`` with the last scored batch as its clock. ``aire_monitor`` evaluates those.
 """
 
 from __future__ import annotations
@@ -45,9 +50,33 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class BatchRecord:
+    """One scored batch as the monitoring SLIs see it (``aire.scoring.monitor`` reads its summary)."""
+
+    batch_id: str
+    scored: datetime
+    prediction_drift: float | None = None
+    input_drift: float | None = None
+    confidence: float | None = None  # share of rows uncertain (below the learned confidence threshold)
+    odd_violation_rate: float | None = None
+
+
+# SLIs of scored batches; the rest are SLIs of retraining runs.
+BATCH_SLIS = frozenset({SliKind.PREDICTION_DRIFT, SliKind.INPUT_DRIFT, SliKind.CONFIDENCE,
+                        SliKind.ODD_VIOLATION_RATE, SliKind.SCORING_FRESHNESS})
+# Higher is better for these; for every other threshold SLI lower is better.
+_AT_LEAST = frozenset({SliKind.QUALITY})
+
+
+@dataclass(frozen=True)
 class History:
     runs: tuple[RunRecord, ...]
     born: datetime | None  # the pipeline's first run: no freshness debt before it
+    batches: tuple[BatchRecord, ...] = ()  # scored batches, for the monitoring SLIs
+
+    @property
+    def first_scored(self) -> datetime | None:
+        return min((b.scored for b in self.batches), default=None)
 
     @property
     def promotions(self) -> list[datetime]:
@@ -132,6 +161,15 @@ def budget_remaining(bad: float, total: float, target: float) -> float:
 def events(sli: SliKind, threshold: float | None, history: History) -> list[Event]:
     """One event per run that speaks to the SLI (not for freshness, which is time-based)."""
     found: list[Event] = []
+    if sli in BATCH_SLIS:
+        for batch in history.batches:
+            value = {SliKind.PREDICTION_DRIFT: batch.prediction_drift, SliKind.INPUT_DRIFT: batch.input_drift,
+                     SliKind.CONFIDENCE: batch.confidence,
+                     SliKind.ODD_VIOLATION_RATE: batch.odd_violation_rate}.get(sli)
+            if value is not None and threshold is not None:
+                found.append(Event(batch.scored, value >= threshold if sli in _AT_LEAST else value <= threshold,
+                                   value))
+        return sorted(found, key=lambda e: e.time)
     for run in history.runs:
         when = run.ended or run.landed
         if sli is SliKind.SUCCESS_RATE:
@@ -143,7 +181,7 @@ def events(sli: SliKind, threshold: float | None, history: History) -> list[Even
             value = (run.ended - run.landed).total_seconds()
         if value is None or threshold is None:
             continue
-        good = value >= threshold if sli is SliKind.QUALITY else value <= threshold
+        good = value >= threshold if sli in _AT_LEAST else value <= threshold
         found.append(Event(when, good, value))
     return sorted(found, key=lambda e: e.time)
 
@@ -160,8 +198,11 @@ def stale_intervals(history: History, max_age: float, now: datetime) -> list[tup
 
 def evaluate(objective: Objective, slo: Slo, history: History, now: datetime) -> ObjectiveReport:
     window = objective.window or slo.window
-    if objective.sli is SliKind.FRESHNESS:
+    if objective.sli in (SliKind.FRESHNESS, SliKind.SCORING_FRESHNESS):
         assert objective.threshold is not None  # the config guarantees it
+        if objective.sli is SliKind.SCORING_FRESHNESS:  # the clock is the last scored batch, not promotion
+            history = History(runs=tuple(RunRecord(b.batch_id, b.scored, b.scored, "promoted")
+                                         for b in history.batches), born=history.first_scored)
         stale = stale_intervals(history, objective.threshold, now)
 
         def measure(seconds: float) -> tuple[float, float]:

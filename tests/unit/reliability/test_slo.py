@@ -156,3 +156,19 @@ def test_example_config_has_sensible_default_objectives() -> None:
         "success_rate", "freshness", "quality", "drift_share", "fairness_gap",
         "promotion_latency"]
     assert config.notify.channels == []
+
+
+def test_scored_batches_are_events_of_the_monitoring_slis() -> None:
+    from aire.config import Objective, Slo
+    from aire.reliability.slo import BatchRecord, History, evaluate
+
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    batches = tuple(BatchRecord(f"b{i}", now - timedelta(hours=10 - i), prediction_drift=drift,
+                                odd_violation_rate=0.01) for i, drift in enumerate([0.02, 0.03, 0.4]))
+    history = History(runs=(), born=None, batches=batches)
+    drift = evaluate(Objective(name="p", sli="prediction_drift", threshold=0.15, target=0.9), Slo(), history, now)
+    assert (drift.good, drift.total, drift.current) == (2, 3, 0.4)
+    odd = evaluate(Objective(name="o", sli="odd_violation_rate", threshold=0.05, target=0.9), Slo(), history, now)
+    assert odd.status == "ok" and odd.good == 3
+    fresh = evaluate(Objective(name="f", sli="scoring_freshness", threshold="1h", target=0.9), Slo(), history, now)
+    assert fresh.current == pytest.approx(8 * 3600) and fresh.status == "breached"

@@ -1,0 +1,60 @@
+"""The monitor on crafted batch summaries: SLIs per batch, and one incident per breached objective."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aire.home import Home
+from aire.incidents.store import IncidentStore
+from aire.scoring.monitor import batch_record, monitor
+from aire.scoring.score import record_summary
+
+CONFIG = Path(__file__).resolve().parents[3] / "include" / "config" / "credit_risk.yaml"
+REFERENCE = {"class_shares": [0.3, 0.7], "numeric_shares": {"age": [0.5, 0.5]},
+             "category_shares": {"housing": {"own": 0.7, "rent": 0.3}}}
+
+
+def summary(batch_id: str, when: datetime, classes: list[float], ages: list[float], housing: dict[str, float],
+            out: float = 0.0, uncertain: float = 0.05) -> dict[str, Any]:
+    return {"pipeline": "credit-risk", "batch_id": batch_id, "batch_uri": f"/data/{batch_id}.csv",
+            "summary_uri": f"/out/{batch_id}.summary.json", "scored_at": when.isoformat(),
+            "served_by": {"source": "champion", "version": 1, "digest": "d"},
+            "odd": {"counts": {"in": 90, "out": 10, "uncertain": 0}, "violation_rate": out,
+                    "uncertain_rate": uncertain, "confidence_threshold": 0.55},
+            "outputs": {"class_shares": classes, "numeric_shares": {"age": ages},
+                        "category_shares": {"housing": housing}},
+            "reference": REFERENCE}
+
+
+def test_batch_slis_come_from_the_summary() -> None:
+    now = datetime.now(UTC)
+    record = batch_record(summary("b", now, [0.6, 0.4], [0.9, 0.1], {"own": 0.7, "rent": 0.3}, out=0.02))
+    assert record.prediction_drift == pytest.approx(0.3)
+    assert record.input_drift is not None and record.input_drift > 0.25  # age's PSI
+    assert (record.odd_violation_rate, record.confidence) == (0.02, 0.05)
+
+
+def test_a_drifted_batch_opens_exactly_one_incident_with_the_figures(aire_home: Path) -> None:
+    home = Home.from_env()
+    now = datetime.now(UTC)
+    record_summary(home, summary("clean", now - timedelta(hours=3), [0.31, 0.69], [0.5, 0.5],
+                                 {"own": 0.7, "rent": 0.3}))
+    quiet = monitor(CONFIG, home, now=now - timedelta(hours=2))
+    assert quiet["incidents"] == [] and all(o["status"] == "ok" for o in quiet["objectives"])
+    record_summary(home, summary("drifted", now - timedelta(minutes=5), [0.7, 0.3], [0.95, 0.05],
+                                 {"own": 0.2, "rent": 0.8}))
+    first = monitor(CONFIG, home, now=now)
+    second = monitor(CONFIG, home, now=now + timedelta(minutes=1))
+    breached = {o["name"] for o in first["objectives"] if o["status"] == "breached"}
+    assert breached == {"prediction_drift", "input_drift"}
+    assert all(i["created"] for i in first["incidents"]) and not any(i["created"] for i in second["incidents"])
+    with IncidentStore(home.incidents_db_url) as store:
+        incidents = store.list()
+    assert len(incidents) == 2 and {i.count for i in incidents} == {2}
+    drift = next(i for i in incidents if "prediction_drift" in i.title)
+    assert drift.evidence["monitor"]["latest_batch"]["batch_id"] == "drifted"
+    assert "housing" in Path(str(drift.postmortem)).read_text()
