@@ -200,6 +200,12 @@ class Gates(_Strict):
     # their labels are (a census set: 0.073 between groups on clean data); what the batch
     # must not do is move that difference. First run: not applicable (nothing to compare).
     max_group_suspect_rate_gap: float = Field(0.02, ge=0, le=1)
+    # A group's share of a label moving against the rest's, relative to the champion's training
+    # batch (aire.evaluation.label_shift): labels rewritten for one group only (60% of one
+    # group's positives turned negative) leave features, suspects and gaps nearly still. The
+    # largest |shift| may exceed this by a family-wise z (regression_z's rate, Bonferroni over
+    # the shifts and both directions). First run: not applicable.
+    max_group_label_shift: float = Field(0.02, ge=0, le=1)
     # An absolute limit on the worst demographic parity / equalized odds difference: only
     # when set (null: the gap is reported, and judged against the champion's below). Over a
     # 600-row holdout the absolute gap of a 1%-group is mostly sampling noise.

@@ -1,7 +1,8 @@
 """Evaluation of a candidate: every part, none of which may stop the others.
 
 ``evaluate_candidate`` computes drift (``aire.evaluation.drift``: the new batch against the
-champion's training reference), quality of both models on the holdout and their paired
+champion's training reference), per-group label shares against that reference
+(``aire.evaluation.label_shift``), quality of both models on the holdout and their paired
 comparison (``aire.evaluation.quality``), and group fairness (``aire.evaluation.fairness``),
 then writes the report (``aire.evaluation.report``: evaluation.json, the gate's evidence,
 and a self-contained evaluation.html). What could not be computed is listed with the
@@ -21,6 +22,7 @@ import pandas as pd
 from aire.config import PipelineConfig
 from aire.evaluation.drift import drift
 from aire.evaluation.fairness import fairness, paired_gap_errors
+from aire.evaluation.label_shift import group_label_shift
 from aire.evaluation.quality import (
     compare_quality,
     label_key,
@@ -111,9 +113,16 @@ def evaluate_candidate(config: PipelineConfig, holdout: pd.DataFrame, candidate:
             holdout, y_true, chosen(cand_scores), champion_pred, config,  # type: ignore[arg-type]
             positive_label(cand_scores[1]), gates.min_group_count, classes=cand_scores[1],
             max_groups=gates.max_sensitive_groups))
+    shifted = None
+    if reference is not None and label in reference.columns:
+        current = holdout if batch is None else batch
+        classes = sorted({label_key(v) for v in reference[label].dropna()}, key=str)
+        shifted = _attempt(problems, "per-group label shift", lambda: group_label_shift(
+            reference, current, label, config.dataset.sensitive, positive_label(classes),
+            min_group_count=gates.min_group_count, max_groups=gates.max_sensitive_groups))
     return write_report(out_dir, drifted, cand_quality, champ_quality, cand_fair, champ_fair,
                         comparison=comparison, problems=problems, first_run=champion is None,
-                        baseline=baseline, gap_errors=gap_errors)
+                        baseline=baseline, gap_errors=gap_errors, label_shift=shifted)
 
 
 def _attempt(problems: list[tuple[str, str]], what: str, compute: Callable[[], _T]) -> _T | None:

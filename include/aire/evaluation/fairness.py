@@ -153,13 +153,13 @@ class _Encoded:
 
 def _encode(frame: pd.DataFrame, names: Sequence[str], truth: np.ndarray, predictions: Sequence[np.ndarray],
             positive_label: Any, classes: Sequence[Any] | None, max_groups: int) -> tuple[_Encoded, list[np.ndarray]]:
-    keys = [_group_key(v) for v in (*truth, *(p for pred in predictions for p in pred))]
-    listed = [_group_key(c) for c in classes] if classes is not None else []
+    keys = [group_key(v) for v in (*truth, *(p for pred in predictions for p in pred))]
+    listed = [group_key(c) for c in classes] if classes is not None else []
     names_of = list(dict.fromkeys([*listed, *sorted(set(keys) - set(listed), key=str)]))
     index = {k: i for i, k in enumerate(names_of)}
-    y = np.array([index[_group_key(v)] for v in truth], dtype=np.int64)
-    preds = [np.array([index[_group_key(v)] for v in pred], dtype=np.int64) for pred in predictions]
-    positive_key = _group_key(positive_label)
+    y = np.array([index[group_key(v)] for v in truth], dtype=np.int64)
+    preds = [np.array([index[group_key(v)] for v in pred], dtype=np.int64) for pred in predictions]
+    positive_key = group_key(positive_label)
     positive = index.get(positive_key, -1)
     judged = [positive] if len(names_of) <= 2 else list(range(len(names_of)))
     groups: dict[str, tuple[np.ndarray, list[str]] | str] = {}
@@ -175,7 +175,7 @@ def _group_codes(frame: pd.DataFrame, name: str, max_groups: int) -> tuple[np.nd
     if len(column) and column.isna().all():
         return f"column '{name}' is null in every row: there are no groups to compare"
     codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    labels = [*(_group_key(u) for u in uniques), MISSING_GROUP]
+    labels = [*(group_key(u) for u in uniques), MISSING_GROUP]
     distinct = len(uniques) + int((codes < 0).any())
     if distinct > max_groups:
         return (f"column '{name}' has {distinct} distinct values (> gates.max_sensitive_groups {max_groups}): "
@@ -371,7 +371,7 @@ def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _group_key(value: object) -> Any:
+def group_key(value: object) -> Any:
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return MISSING_GROUP
     if isinstance(value, np.generic):

@@ -19,6 +19,7 @@ from aire.constants import EVALUATION, EVALUATION_HTML
 if TYPE_CHECKING:
     from aire.evaluation.drift import DriftResult
     from aire.evaluation.fairness import FairnessResult, GapErrors
+    from aire.evaluation.label_shift import LabelShift
     from aire.evaluation.quality import PriorBaseline, QualityComparison, QualityResult
 
 _STYLE = """
@@ -39,7 +40,8 @@ def write_report(out_dir: Path, drift: DriftResult | None, candidate: QualityRes
                  champion: QualityResult | None, fairness_candidate: FairnessResult | None,
                  fairness_champion: FairnessResult | None, *, comparison: QualityComparison | None = None,
                  problems: Sequence[tuple[str, str]] = (), first_run: bool | None = None,
-                 baseline: PriorBaseline | None = None, gap_errors: GapErrors | None = None) -> dict[str, Path]:
+                 baseline: PriorBaseline | None = None, gap_errors: GapErrors | None = None,
+                 label_shift: LabelShift | None = None) -> dict[str, Path]:
     """Write evaluation.json and evaluation.html into ``out_dir``; returns their paths.
 
     A None result is a part that was not computed: on a first run (no champion, so no
@@ -56,7 +58,8 @@ def write_report(out_dir: Path, drift: DriftResult | None, candidate: QualityRes
                     "baseline": baseline.to_dict() if baseline else None},
         "fairness": {"candidate": fairness_candidate.to_dict() if fairness_candidate else None,
                      "champion": fairness_champion.to_dict() if fairness_champion else None,
-                     "errors": gap_errors.to_dict() if gap_errors else None},
+                     "errors": gap_errors.to_dict() if gap_errors else None,
+                     "label_shift": label_shift.to_dict() if label_shift else None},
         "not_computed": [*_not_computed(first, drift, candidate, champion, fairness_candidate, fairness_champion),
                          *({"what": what, "reason": why} for what, why in problems)],
     }
@@ -101,6 +104,7 @@ def render_evaluation(record: Mapping[str, Any]) -> str:
         _drift_section(record.get("drift")),
         _fairness_section(fairness.get("candidate"), "candidate"),
         _gap_errors_section(fairness.get("errors")),
+        _label_shift_section(fairness.get("label_shift")),
         _fairness_section(fairness.get("champion"), "champion"),
         _not_computed_section(record.get("not_computed") or []),
         "</body></html>",
@@ -140,6 +144,19 @@ def _gap_errors_section(errors: Mapping[str, Any] | None) -> str:
     return (f"<p>Bootstrap over holdout rows ({_num(errors.get('replicates'))} replicates with every gap "
             f"measurable): SE of the candidate's worst gap {_num(errors.get('candidate_gap_se'))}; paired SE of "
             f"the candidate's minus the champion's {_num(errors.get('increase_se'))}.</p>")
+
+
+def _label_shift_section(shift: Mapping[str, Any] | None) -> str:
+    if not shift:
+        return ""
+    worst = sorted(shift.get("shifts") or [], key=lambda s: -abs(s.get("shift") or 0))[:10]
+    rows = [[escape(str(s.get("column"))), escape(str(s.get("group"))), escape(str(s.get("label"))),
+             f"{_num(s.get('share'))} vs {_num(s.get('rest_share'))}",
+             f"{_num(s.get('reference_share'))} vs {_num(s.get('reference_rest_share'))}",
+             _num(s.get("shift"), signed=True), _num(s.get("se"))] for s in worst]
+    return ("<h2>Label shares per group, against the champion's batch</h2>"
+            + _table(["attribute", "group", "label", "share: group vs rest", "reference: group vs rest",
+                      "shift", "SE"], rows))
 
 
 def _comparison_section(comparison: Mapping[str, Any] | None) -> str:

@@ -12,7 +12,8 @@ Where each field comes from:
   .{accuracy,macro_f1,roc_auc,ece} and their paired standard errors .accuracy_drop_se,
   .macro_f1_drop_se, .roc_auc_drop_se, .ece_increase_se (both models on the same rows),
   fairness.candidate.max_gap, fairness.champion.max_gap (same holdout rows),
-  fairness.errors.candidate_gap_se and .increase_se (paired bootstrap), and
+  fairness.errors.candidate_gap_se and .increase_se (paired bootstrap),
+  fairness.label_shift.shifts (per-group label shares against the champion's batch), and
   fairness.candidate.small_groups (groups reported, not compared);
 - the error analysis summary.json: estimated_noise_rate (None when the analysis was skipped)
   and n_rows, the rows behind it (its binomial standard error),
@@ -95,6 +96,13 @@ def evidence_from_files(evaluation_json: Path | None, analysis_summary_json: Pat
                 missing[f"compared_{role}_roc_auc"] = reason
     take("candidate_fairness_gap", evaluation, ("fairness", "candidate", "max_gap"), "rate")
     take("champion_fairness_gap", evaluation, ("fairness", "champion", "max_gap"), "rate")
+    shifts = _label_shifts(_dig(evaluation, ("fairness", "label_shift", "shifts")))
+    if shifts is not None:
+        values["group_label_shifts"] = shifts
+    else:
+        missing["group_label_shifts"] = (evaluation if isinstance(evaluation, str)
+                                         else "fairness.label_shift is absent or malformed (no champion batch "
+                                              "to compare with, or it failed)")
     take("candidate_fairness_gap_se", evaluation, ("fairness", "errors", "candidate_gap_se"), "rate")
     take("fairness_gap_increase_se", evaluation, ("fairness", "errors", "increase_se"), "rate")
     small = _dig(evaluation, ("fairness", "candidate", "small_groups"))
@@ -179,6 +187,23 @@ def _group_rates(raw: Any) -> tuple[tuple[str, str, int, float], ...] | None:
                 or not isinstance(column, str) or not isinstance(group, str):
             return None
         rows.append((column, group, n, rate))
+    return tuple(rows)
+
+
+def _label_shifts(raw: Any) -> tuple[tuple[str, str, str, int, int, float, float], ...] | None:
+    if not isinstance(raw, list):
+        return None
+    rows = []
+    for entry in raw:
+        texts = [_dig(entry, (k,)) for k in ("column", "group", "label")]
+        counts = [_dig(entry, (k,)) for k in ("rows", "reference_rows")]
+        shift, se = _dig(entry, ("shift",)), _as_rate(_dig(entry, ("se",)))
+        if not all(isinstance(t, str) for t in texts) or se is None \
+                or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts) \
+                or isinstance(shift, bool) or not isinstance(shift, (int, float)) \
+                or not (math.isfinite(shift) and -1.0 <= shift <= 1.0):
+            return None
+        rows.append((*texts, *counts, float(shift), se))
     return tuple(rows)
 
 

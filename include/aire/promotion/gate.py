@@ -10,13 +10,14 @@ Every check compares the candidate with a baseline and allows a tolerance plus
   holdout rows, with paired (closed-form or bootstrap) standard errors of the difference;
 - ``noise_rate``: the champion's own estimate, with the binomial standard errors of both;
 - ``group_suspect_rate_gap``: the champion's per-group suspect rates (difference in
-  differences, four proportions);
+  differences, four proportions), and ``group_label_shift``: each group's label shares
+  against the champion's training batch (the same form), both with family-wise z;
 - ``fairness_gap``: reported always; an absolute limit only when the config sets one.
 
 The gate fails closed: ``decide`` turns every piece of evidence a check needs that is None
 (``aire.promotion.evidence`` says why in ``Evidence.missing``) into a failed check whose
 reason starts with "missing evidence". First-run policy: the checks that need a champion
-(drift, the regressions, the fairness increase, the group suspect rates) are "not
+(drift, the regressions, the fairness increase, the group suspect rates and label shares) are "not
 applicable" (reason ``NOT_APPLICABLE``) only when ``first_run`` is True and the champion's
 evidence is indeed absent; evidence that exists is always checked. Noise then has its
 absolute cap only, and the accuracy, leakage, validation, signature and fairness-measurability
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
+from statistics import NormalDist
 from typing import Any
 
 from aire.config import Gates
@@ -69,6 +71,9 @@ class Evidence:
     # champion's from its own training run's analysis (the baseline of the group check).
     group_suspect_rates: tuple[tuple[str, str, int, float], ...] | None = None
     champion_group_suspect_rates: tuple[tuple[str, str, int, float], ...] | None = None
+    # (column, group, label, rows, reference rows, shift, SE): each group's share of a label
+    # relative to the rest, now minus in the champion's training batch (aire.evaluation.label_shift).
+    group_label_shifts: tuple[tuple[str, str, str, int, int, float, float], ...] | None = None
     candidate_fairness_gap: float | None = None
     champion_fairness_gap: float | None = None
     candidate_fairness_gap_se: float | None = None  # bootstrap SE of the candidate's gap
@@ -124,6 +129,7 @@ def decide(gates: Gates, evidence: Evidence) -> GateDecision:
                     "ece", "ece_increase_se", higher_is_better=False),
         _leakage(gates, e),
         _group_suspect_gap(gates, e),
+        _group_label_shift(gates, e),
         _fairness_gap(gates, e),
         _fairness_increase(gates, e),
         _is_true("signature_verified", e.signature_verified, "signature_verified", e),
@@ -276,6 +282,7 @@ def _group_suspect_gap(gates: Gates, e: Evidence) -> Check:
         return _missing(name, tolerance, ("champion_group_suspect_rates",), e)
     ref = {(c, g): (n, r) for c, g, n, r in reference}
     worst: tuple[float, float, float, str] | None = None  # (excess over limit, excess, limit, description)
+    measured: list[tuple[float, float, str]] = []  # (excess, SE, description) per group
     small: list[str] = []
     for column in sorted({c for c, _, _, _ in e.group_suspect_rates}):
         now = {g: (n, r) for c, g, n, r in e.group_suspect_rates if c == column}
@@ -289,12 +296,14 @@ def _group_suspect_gap(gates: Gates, e: Evidence) -> Check:
             excess = (rate - rest[1]) - (rate_ref - rest_ref[1])
             se = math.sqrt(sum(_adjusted_variance(count, share) for count, share in
                                ((n, rate), rest, (n_ref, rate_ref), rest_ref)))
-            limit = tolerance + gates.regression_z * se
-            described = (f"{column}={group}: {rate:.3f} vs rest {rest[1]:.3f} now ({n} rows), "
-                         f"{rate_ref:.3f} vs {rest_ref[1]:.3f} in the champion's batch ({n_ref} rows); "
-                         f"max {tolerance} + {gates.regression_z} x SE {se:.4f}")
-            if worst is None or excess - limit > worst[0]:
-                worst = (excess - limit, excess, limit, described)
+            measured.append((excess, se, f"{column}={group}: {rate:.3f} vs rest {rest[1]:.3f} now ({n} rows), "
+                                         f"{rate_ref:.3f} vs {rest_ref[1]:.3f} in the champion's batch ({n_ref} rows)"))
+    z = family_z(gates.regression_z, len(measured), two_sided=False)
+    for excess, se, what in measured:
+        limit = tolerance + z * se
+        if worst is None or excess - limit > worst[0]:
+            worst = (excess - limit, excess, limit, f"{what}; max {tolerance} + {z:.3f} x SE {se:.4f} "
+                                                    f"(z for {len(measured)} group(s))")
     unjudged = f"; under {gates.min_group_count} rows, reported not gated: {', '.join(small)}" if small else ""
     if worst is None:
         return Check(name, None, tolerance, True,
@@ -304,6 +313,40 @@ def _group_suspect_gap(gates: Gates, e: Evidence) -> Check:
     passed = excess <= limit + 1e-12
     return Check(name, round(excess, 6), round(limit, 6), passed,
                  f"{excess:+.4f} {'<=' if passed else '>'} {limit:.4f}: {described}{unjudged}")
+
+
+def _group_label_shift(gates: Gates, e: Evidence) -> Check:
+    """A group's share of a label must not move against the rest's, relative to the champion's batch.
+
+    The largest |shift| over every (attribute, group, label) measured may exceed the
+    tolerance by a family-wise z: regression_z's one-sided error rate, Bonferroni-divided over
+    the shifts and both directions, so a clean batch of many groups is not rejected by one
+    of them by chance. Labels rewritten for one group only move nothing else the gate sees.
+    """
+    name, tolerance = "group_label_shift", gates.max_group_label_shift
+    shifts = e.group_label_shifts
+    if shifts is None:
+        if e.first_run:
+            return Check(name, None, tolerance, True, NOT_APPLICABLE)
+        return _missing(name, tolerance, ("group_label_shifts",), e)
+    if not shifts:
+        return Check(name, None, tolerance, True,
+                     f"not applicable: no group with {gates.min_group_count}+ rows here and in the champion's batch")
+    z = family_z(gates.regression_z, len(shifts), two_sided=True)
+    column, group, label, rows, ref_rows, shift, se = max(shifts, key=lambda s: abs(s[5]) - z * s[6])
+    limit = tolerance + z * se
+    passed = abs(shift) <= limit + 1e-12
+    return Check(name, round(shift, 6), round(limit, 6), passed,
+                 f"{column}={group}, label {label}: share moved {shift:+.4f} against the rest's "
+                 f"({rows} rows, {ref_rows} in the champion's batch); {'within' if passed else 'beyond'} "
+                 f"{tolerance} + {z:.3f} x SE {se:.4f} (z for {len(shifts)} shift(s), both directions)")
+
+
+def family_z(z: float, tests: int, *, two_sided: bool) -> float:
+    """The z that keeps ``tests`` tests together at the one-sided error rate of ``z`` (Bonferroni)."""
+    alpha = 1.0 - NormalDist().cdf(z)
+    share = alpha / (max(tests, 1) * (2 if two_sided else 1))
+    return z if tests <= 1 and not two_sided else NormalDist().inv_cdf(1.0 - share)
 
 
 def _rest(groups: dict[str, tuple[int, float]], group: str) -> tuple[int, float]:

@@ -26,7 +26,8 @@ from aire.promotion.gate import NOT_APPLICABLE, Evidence, decide
 REGRESSIONS = ["accuracy_drop_vs_champion", "macro_f1_drop_vs_champion", "roc_auc_drop_vs_champion",
                "calibration_error_increase_vs_champion"]
 CHECKS = ["data_validation", "drift_share", "noise_rate", "accuracy", *REGRESSIONS, "label_leakage",
-          "group_suspect_rate_gap", "fairness_gap", "fairness_gap_increase_vs_champion", "signature_verified"]
+          "group_suspect_rate_gap", "group_label_shift", "fairness_gap", "fairness_gap_increase_vs_champion",
+          "signature_verified"]
 
 # Each regression is 0.01 against an allowance of tolerance + 2.326 x 0.01: accuracy, F1 and
 # ROC AUC 0.04326, calibration error 0.05326.
@@ -44,6 +45,8 @@ GOOD = Evidence(validation_passed=True, drift_share=0.1, first_run=False, noise_
                 compared_candidate_roc_auc=0.78, compared_champion_roc_auc=0.79, roc_auc_drop_se=0.01,
                 compared_candidate_ece=0.08, compared_champion_ece=0.07, ece_increase_se=0.01,
                 leaking_features=(), group_suspect_rates=(("sex", "female", 200, 0.15), ("sex", "male", 500, 0.13)),
+                group_label_shifts=(("sex", "female", "1", 200, 300, -0.02, 0.04),
+                                    ("sex", "male", "1", 500, 700, 0.02, 0.04)),
                 candidate_fairness_gap=0.10, champion_fairness_gap=0.08, candidate_fairness_gap_se=0.03,
                 fairness_gap_increase_se=0.02, signature_verified=True, **CHAMPION_BASELINES)
 
@@ -162,6 +165,7 @@ def test_a_champion_without_a_noise_baseline_fails_closed() -> None:
     ("leaking_features", ["label_leakage"]),
     ("group_suspect_rates", ["group_suspect_rate_gap"]),
     ("champion_group_suspect_rates", ["group_suspect_rate_gap"]),
+    ("group_label_shifts", ["group_label_shift"]),
     ("candidate_fairness_gap", ["fairness_gap", "fairness_gap_increase_vs_champion"]),
     ("champion_fairness_gap", ["fairness_gap_increase_vs_champion"]),
     ("fairness_gap_increase_se", ["fairness_gap_increase_vs_champion"]),
@@ -183,7 +187,7 @@ def test_nan_counts_as_missing() -> None:
 
 def test_first_run_waives_only_what_needs_a_champion() -> None:
     first = replace(GOOD, first_run=True, drift_share=None, champion_noise_rate=None, champion_noise_rows=None,
-                    champion_group_suspect_rates=None, fairness_gap_increase_se=None,
+                    champion_group_suspect_rates=None, fairness_gap_increase_se=None, group_label_shifts=None,
                     compared_candidate_accuracy=None, compared_champion_accuracy=None, accuracy_drop_se=None,
                     compared_candidate_macro_f1=None, compared_champion_macro_f1=None, macro_f1_drop_se=None,
                     compared_candidate_roc_auc=None, compared_champion_roc_auc=None, roc_auc_drop_se=None,
@@ -192,10 +196,12 @@ def test_first_run_waives_only_what_needs_a_champion() -> None:
     decision = decide(Gates(), first)
     assert decision.promote
     waived = {c.name for c in decision.checks if c.reason.startswith(NOT_APPLICABLE)}
-    assert waived == {"drift_share", *REGRESSIONS, "group_suspect_rate_gap", "fairness_gap_increase_vs_champion"}
+    assert waived == {"drift_share", *REGRESSIONS, "group_suspect_rate_gap", "group_label_shift",
+                      "fairness_gap_increase_vs_champion"}
     # The same evidence without the first-run flag is missing evidence, not a pass.
     assert _failed(Gates(), replace(first, first_run=False)) == [
-        "drift_share", "noise_rate", *REGRESSIONS, "group_suspect_rate_gap", "fairness_gap_increase_vs_champion"]
+        "drift_share", "noise_rate", *REGRESSIONS, "group_suspect_rate_gap", "group_label_shift",
+        "fairness_gap_increase_vs_champion"]
     # A first run waives nothing the candidate alone must show.
     assert _failed(Gates(), replace(first, candidate_accuracy=None)) == ["accuracy"]
 
@@ -226,7 +232,12 @@ def reports(tmp_path: Path) -> dict[str, Path]:
                                        "accuracy_drop_se": 0.01, "macro_f1_drop_se": 0.01,
                                        "roc_auc_drop_se": 0.01, "ece_increase_se": 0.01}},
             "fairness": {"candidate": {"max_gap": 0.1}, "champion": {"max_gap": 0.08},
-                         "errors": {"candidate_gap_se": 0.03, "increase_se": 0.02}}}),
+                         "errors": {"candidate_gap_se": 0.03, "increase_se": 0.02},
+                         "label_shift": {"shifts": [
+                             {"column": "sex", "group": "female", "label": "1", "rows": 200, "reference_rows": 300,
+                              "shift": -0.02, "se": 0.04},
+                             {"column": "sex", "group": "male", "label": "1", "rows": 500, "reference_rows": 700,
+                              "shift": 0.02, "se": 0.04}]}}}),
         "analysis": _write(tmp_path / "summary.json", {"estimated_noise_rate": 0.25, "skipped": False,
                                                         "n_rows": 100_000,
                                                         "leakage": {"flagged": []}, "per_group": [
@@ -243,7 +254,7 @@ def _from(reports: dict[str, Path | None], first_run: bool = False) -> Evidence:
     return replace(evidence, **CHAMPION_BASELINES)  # as the pipeline does, from the champion's run
 
 
-EVALUATION_CHECKS = ["drift_share", "accuracy", *REGRESSIONS, "fairness_gap",
+EVALUATION_CHECKS = ["drift_share", "accuracy", *REGRESSIONS, "group_label_shift", "fairness_gap",
                      "fairness_gap_increase_vs_champion"]
 ANALYSIS_CHECKS = ["noise_rate", "label_leakage", "group_suspect_rate_gap"]
 
@@ -261,7 +272,7 @@ def test_evidence_from_good_files_promotes(reports: dict[str, Path]) -> None:
     ("evaluation", b"\xff\xfe\x00garbage", EVALUATION_CHECKS),
     ("evaluation", {"drift": {"drift_share": 0.1}, "quality": {"candidate": {"accuracy": 0.76}, "comparison": None},
                     "fairness": {"candidate": {"max_gap": 0.1}, "champion": {"max_gap": 0.08}}},
-     ["accuracy", *REGRESSIONS, "fairness_gap_increase_vs_champion"]),  # from before the comparison existed
+     ["accuracy", *REGRESSIONS, "group_label_shift", "fairness_gap_increase_vs_champion"]),  # an older report
     ("analysis", None, ANALYSIS_CHECKS),
     ("analysis", {"estimated_noise_rate": "0.05", "n_rows": 9, "leakage": {"flagged": []}, "per_group": []},
      ["noise_rate"]),

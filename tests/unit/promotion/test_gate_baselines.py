@@ -270,3 +270,20 @@ def test_champion_analysis_reads_the_champions_summary_and_never_raises(tmp_path
     assert champion_analysis(registry, "p", None, tmp_path / "d2") == ({}, {})
     values, missing = champion_analysis(registry, "p", 99, tmp_path / "d3")
     assert values == {} and "v99" in missing["champion_group_suspect_rates"]
+
+
+# --- label shares per group: against the champion's batch, family-wise z ---------------------
+def test_label_shift_rejects_a_rewritten_group_and_passes_many_clean_groups() -> None:
+    clean = tuple(("race", f"g{i}", "1", 300, 600, 0.05 * (-1) ** i, 0.03) for i in range(9))
+    check = _check(replace(GOOD, group_label_shifts=clean), "group_label_shift")
+    assert check.passed and "z for 9 shift(s)" in check.reason  # 0.05 < 0.02 + 3.26 x 0.03
+    one = replace(GOOD, group_label_shifts=(("race", "g0", "1", 300, 600, 0.05, 0.03),))
+    assert not _check(one, "group_label_shift", max_group_label_shift=0.0, regression_z=1.0).passed
+    rewritten = (*clean[1:], ("race", "White", "1", 340, 680, -0.17, 0.03))
+    check = _check(replace(GOOD, group_label_shifts=rewritten), "group_label_shift")
+    assert not check.passed and check.value == -0.17 and "race=White, label 1" in check.reason
+    first = _check(replace(GOOD, first_run=True, group_label_shifts=None), "group_label_shift")
+    assert first.passed and first.reason == NOT_APPLICABLE
+    missing = _check(replace(GOOD, group_label_shifts=None, missing={"group_label_shifts": "absent"}),
+                     "group_label_shift")
+    assert not missing.passed and missing.reason.startswith("missing evidence")
