@@ -69,3 +69,7 @@ LEDGER_PROMOTION_INTENT = "promotion_intent"  # written before the aliases move 
 LEDGER_PROMOTION = "promotion"
 LEDGER_PROMOTION_ABORTED = "promotion_aborted"  # an intent whose aliases never moved
 LEDGER_ROLLBACK = "rollback"
+# A candidate that passed the gate, held as the challenger until it has scored
+# scoring.shadow.required_healthy_batches healthy batches in shadow (aire.promotion.promote):
+LEDGER_SHADOW_HOLD = "shadow_hold"  # pipeline, version, digest, judged_against, required
+LEDGER_CHALLENGER_ENDED = "challenger_ended"  # pipeline, version, the unhealthy shadow record

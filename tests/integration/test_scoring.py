@@ -26,10 +26,10 @@ from aire.incidents.store import IncidentStore
 from aire.pipeline.home_setup import prepare_home
 from aire.pipeline.run_context import RunSpec
 from aire.pipeline.runner import run_all
+from aire.promotion.shadow_record import healthy_streak
 from aire.registry.mlflow_registry import Registry
 from aire.scoring.loader import clear_cache
 from aire.scoring.score import ScoreRequest, score_batch
-from aire.scoring.shadow import healthy_streak
 from tests.support.homes import isolated_home
 
 pytestmark = pytest.mark.integration
@@ -214,3 +214,41 @@ def test_aire_score_on_the_command_line(home: Home, tmp_path: Path, capsys: pyte
     code = aire_main(["score", "--config", str(CONFIG), "--batch", str(tmp_path / "missing.csv"),
                           "--out", str(tmp_path / "none.csv")])
     assert code == 2 and "missing.csv" in capsys.readouterr().err and not (tmp_path / "none.csv").exists()
+
+
+def test_a_held_challenger_is_promoted_after_n_healthy_shadow_batches_and_an_unhealthy_one_ends(
+        home: Home, tmp_path: Path) -> None:
+    """Runs last: it moves the aliases, and puts them back."""
+    from aire.constants import LEDGER_CHALLENGER_ENDED, LEDGER_SHADOW_HOLD, PREVIOUS
+    from aire.trust.ledger import Ledger
+
+    registry, ledger = Registry(home.mlflow_tracking_uri), Ledger.for_home(home)
+    champion, previous = registry.champion(NAME), registry.by_alias(NAME, PREVIOUS)
+    assert champion is not None and previous is not None
+    scoring_batch(home, seed=31).to_parquet(tmp_path / "b.parquet", index=False)
+    lenient = config_with(tmp_path, shadow={"required_healthy_batches": 2, "min_agreement": 0.0, "max_distance": 1.0})
+    ledger.append(LEDGER_SHADOW_HOLD, {"pipeline": NAME, "run_key": "held", "version": previous.version,
+                                       "digest": previous.signed_digest, "judged_against": champion.version,
+                                       "required": 2, "decision": {"promote": True}})
+    registry.set_alias(NAME, CHALLENGER, previous.version)
+    try:
+        shadows = [score_batch(ScoreRequest(lenient, str(tmp_path / "b.parquet"), str(tmp_path / f"{i}.parquet"),
+                                            batch_id=f"held-{i}"), home)["shadow"] for i in range(2)]
+        assert "promotion" not in shadows[0] or not shadows[0]["promotion"]["moved"]
+        assert shadows[1]["promotion"]["moved"] is True
+        assert registry.aliases(NAME) == {CHAMPION: previous.version, PREVIOUS: champion.version}
+        # back as it was, then an unhealthy batch ends a new challenger
+        registry.set_alias(NAME, CHAMPION, champion.version)
+        registry.set_alias(NAME, PREVIOUS, previous.version)
+        registry.set_alias(NAME, CHALLENGER, previous.version)
+        strict = config_with(tmp_path, shadow={"required_healthy_batches": 2, "min_agreement": 1.0,
+                                               "max_distance": 0.0})
+        shadow = score_batch(ScoreRequest(strict, str(tmp_path / "b.parquet"), str(tmp_path / "s.parquet"),
+                                          batch_id="strict"), home)["shadow"]
+        assert shadow["healthy"] is False and shadow["ended"]["ended"] is True
+        assert CHALLENGER not in registry.aliases(NAME)
+        assert ledger.find(LEDGER_CHALLENGER_ENDED, pipeline=NAME, version=previous.version)
+    finally:
+        registry.set_alias(NAME, CHAMPION, champion.version)
+        registry.set_alias(NAME, PREVIOUS, previous.version)
+        registry.delete_alias(NAME, CHALLENGER)

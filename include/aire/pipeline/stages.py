@@ -348,7 +348,8 @@ def promote(spec: RunSpec, champion_version: int | None = None) -> dict[str, Any
         pipeline=ctx.name, run_key=spec.run_key, mlflow_run_id=ctx.mlflow_run_id,
         signed_digest=ctx.verified_candidate(), decision=decision,
         data_digest=ctx.read_json(files.validation).get("data_digest") or "")
-    result = promote_candidate(ctx.home, ctx.registry, ctx.ledger, candidate, approval=approval)
+    result = promote_candidate(ctx.home, ctx.registry, ctx.ledger, candidate, approval=approval,
+                               shadow_batches=ctx.config.scoring.shadow.required_healthy_batches)
     ctx.registry.finish_run(ctx.mlflow_run_id)
     return result
 

@@ -41,10 +41,12 @@ from typing import TYPE_CHECKING, Any
 from aire.constants import (
     CHALLENGER,
     CHAMPION,
+    LEDGER_CHALLENGER_ENDED,
     LEDGER_PROMOTION,
     LEDGER_PROMOTION_ABORTED,
     LEDGER_PROMOTION_INTENT,
     LEDGER_REGISTERED,
+    LEDGER_SHADOW_HOLD,
     PREVIOUS,
     TAG_APPROVED_BY,
     TAG_DATA_DIGEST,
@@ -148,11 +150,13 @@ class Candidate:
 
 
 def promote_candidate(home: Home, registry: Registry, ledger: Ledger, candidate: Candidate, *,
-                      approval: ApprovalRecord | None = None) -> dict[str, Any]:
+                      approval: ApprovalRecord | None = None, shadow_batches: int = 0) -> dict[str, Any]:
     """Register the candidate once and move ``champion`` to it, if the champion is still the
     one the gate compared it with; otherwise keep it as ``challenger``. ``approval``: the
     person's answer when one was asked for; who approved goes into the version's tags and
-    the ledger's promotion entry."""
+    the ledger's promotion entry. ``shadow_batches`` > 0 (``scoring.shadow.required_healthy_batches``):
+    over an existing champion the candidate is held as the challenger until it has scored that
+    many healthy batches in shadow (``promote_after_shadow``); the hold is in the ledger."""
     name, signed_digest, decision = candidate.pipeline, candidate.signed_digest, candidate.decision
     judged_against = decision.get("champion_version")
     tags = {TAG_SIGNED_DIGEST: signed_digest}
@@ -176,6 +180,13 @@ def promote_candidate(home: Home, registry: Registry, ledger: Ledger, candidate:
             if current_version is None or version.version > current_version:
                 registry.set_alias(name, CHALLENGER, version.version)
                 challenger, reason = True, reason + ", kept as the challenger (run its batch again to compare)"
+        elif shadow_batches > 0 and current is not None:
+            registry.set_alias(name, CHALLENGER, version.version)
+            ledger.append(LEDGER_SHADOW_HOLD, {
+                "pipeline": name, "run_key": candidate.run_key, "version": version.version, "digest": signed_digest,
+                "judged_against": judged_against, "required": shadow_batches, "decision": decision})
+            challenger, reason = True, (f"held as the challenger until {shadow_batches} healthy shadow "
+                                        "batch(es) (scoring.shadow.required_healthy_batches)")
         else:
             record = {
                 "pipeline": name, "run_key": candidate.run_key, "to_version": version.version,
@@ -202,6 +213,50 @@ def promote_candidate(home: Home, registry: Registry, ledger: Ledger, candidate:
         "previous_version": current_version if moved else None, "approved_by": approved_by,
     }
 
+
+
+def promote_after_shadow(home: Home, registry: Registry, ledger: Ledger, name: str, version: int) -> dict[str, Any]:
+    """Move ``champion`` to a held challenger once it has scored the required healthy shadow
+    batches since its hold began, if the champion is still the one its gate compared it with
+    (the hold's ``judged_against``)."""
+    from aire.promotion.shadow_record import healthy_streak
+
+    with alias_lock(home, name):
+        holds = ledger.find(LEDGER_SHADOW_HOLD, pipeline=name, version=version)
+        challenger = registry.by_alias(name, CHALLENGER)
+        current = registry.champion(name)
+        if not holds or challenger is None or challenger.version != version:
+            return {"moved": False, "reason": f"v{version} is not a held challenger"}
+        hold = holds[-1].entry
+        streak = healthy_streak(home, name, version, since=holds[-1].time)
+        if streak < int(hold["required"]):
+            return {"moved": False, "reason": f"{streak} of {hold['required']} healthy shadow batches"}
+        current_version = current.version if current else None
+        if current_version != hold["judged_against"]:
+            return {"moved": False, "reason": f"the champion moved to v{current_version} since the gate compared "
+                                              f"v{version} with v{hold['judged_against']}"}
+        record = {"pipeline": name, "run_key": hold["run_key"], "to_version": version,
+                  "from_version": current_version, "digest": hold["digest"],
+                  "from_digest": current.signed_digest if current else None, "decision": hold["decision"],
+                  "shadow_streak": streak}
+        intent = ledger.append(LEDGER_PROMOTION_INTENT, record)
+        _move(registry, name, version, current_version)
+        ledger.append(LEDGER_PROMOTION, {**record, "intent_seq": intent.seq})
+    log.warning("model '%s' v%s promoted after %d healthy shadow batches", name, version, streak)
+    return {"moved": True, "reason": f"promoted over v{current_version} after {streak} healthy shadow batches"}
+
+
+def end_challenger(home: Home, registry: Registry, ledger: Ledger, name: str, version: int,
+                   shadow: dict[str, Any]) -> dict[str, Any]:
+    """An unhealthy shadow batch ends the challenger: the alias goes, the ledger says why."""
+    with alias_lock(home, name):
+        challenger = registry.by_alias(name, CHALLENGER)
+        if challenger is None or challenger.version != version:
+            return {"ended": False, "reason": f"v{version} is no longer the challenger"}
+        registry.delete_alias(name, CHALLENGER)
+        ledger.append(LEDGER_CHALLENGER_ENDED, {"pipeline": name, "version": version, "shadow": shadow})
+    log.warning("model '%s' challenger v%s ended by an unhealthy shadow batch", name, version)
+    return {"ended": True, "reason": "an unhealthy shadow batch"}
 
 
 def _move(registry: Registry, name: str, to_version: int, from_version: int | None) -> None:

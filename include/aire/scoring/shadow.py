@@ -8,7 +8,10 @@ predicted-class shares, the mean absolute difference of their probabilities, and
 batch carries the label column, both models' accuracy on the same rows. A batch is healthy
 when agreement >= ``min_agreement`` and distance <= ``max_distance``. The records are one JSON
 line per batch in ``<home>/scoring/<pipeline>/shadow.jsonl``; ``healthy_streak`` reads them
-back (``aire.promotion.promote`` asks it before a challenger is promoted).
+back (``aire.promotion.shadow_record``; ``aire.promotion.promote`` asks it before a
+challenger is promoted). An unhealthy batch ends the challenger when
+``scoring.shadow.end_unhealthy`` (and a promotion is required to wait for shadow batches):
+the alias goes, and the ledger records why (``challenger_ended``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 
 from aire.constants import CHALLENGER
 from aire.errors import AireError
+from aire.promotion.shadow_record import healthy_streak, shadow_log
 from aire.scoring.cache import PROCESS_CACHE, row_hashes
 from aire.scoring.encoding import encode
 from aire.scoring.loader import LoadedModel, load_verified
@@ -38,7 +42,6 @@ if TYPE_CHECKING:
     from aire.trust.ledger import Ledger
 
 log = logging.getLogger(__name__)
-SHADOW_LOG = "shadow.jsonl"
 
 
 @dataclass
@@ -149,35 +152,26 @@ def load_challenger(registry: Registry, config: PipelineConfig, champion: Loaded
     return ShadowRun(lambda: ShadowTally(loaded, settings, config.dataset.label, classes))
 
 
-def shadow_log(home: Home, pipeline: str) -> Path:
-    return home.root / "scoring" / pipeline / SHADOW_LOG
-
-
 def record_shadow(home: Home, config: PipelineConfig, record: dict[str, Any], batch_id: str) -> dict[str, Any]:
     """Append this batch's record; returns it with the challenger's healthy streak."""
     path = shadow_log(home, config.name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    entry = {**record, "batch_id": batch_id}
+    from datetime import UTC, datetime
+
+    entry = {**record, "batch_id": batch_id, "recorded_at": datetime.now(UTC).isoformat(timespec="microseconds")}
     with path.open("a", encoding="utf-8") as handle:  # one line per batch: an append is one write
         handle.write(json.dumps(entry, default=str, allow_nan=False) + "\n")
-    entry["healthy_streak"] = healthy_streak(home, config.name, record["challenger"]["version"])
+    version = record["challenger"]["version"]
+    entry["healthy_streak"] = healthy_streak(home, config.name, version)
+    shadow = config.scoring.shadow
+    if shadow.required_healthy_batches > 0:
+        from aire.promotion.promote import end_challenger, promote_after_shadow
+        from aire.registry.mlflow_registry import Registry
+        from aire.trust.ledger import Ledger
+
+        registry, ledger = Registry(home.mlflow_tracking_uri, home.mlflow_artifact_root), Ledger.for_home(home)
+        if not record["healthy"] and shadow.end_unhealthy:
+            entry["ended"] = end_challenger(home, registry, ledger, config.name, version, record)
+        elif record["healthy"]:
+            entry["promotion"] = promote_after_shadow(home, registry, ledger, config.name, version)
     return entry
-
-
-def healthy_streak(home: Home, pipeline: str, version: int) -> int:
-    """Healthy shadow batches of ``version`` in a row, counting back from its latest one."""
-    path = shadow_log(home, pipeline)
-    if not path.exists():
-        return 0
-    streak = 0
-    for line in reversed(path.read_text(encoding="utf-8").splitlines()):
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("challenger", {}).get("version") != version:
-            continue
-        if not entry.get("healthy"):
-            break
-        streak += 1
-    return streak
