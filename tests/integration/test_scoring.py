@@ -216,6 +216,26 @@ def test_aire_score_on_the_command_line(home: Home, tmp_path: Path, capsys: pyte
     assert code == 2 and "missing.csv" in capsys.readouterr().err and not (tmp_path / "none.csv").exists()
 
 
+def test_a_batch_on_s3_is_scored_to_s3_with_its_summary(home: Home, tmp_path: Path, s3_server: Any) -> None:
+    """moto's S3 server over HTTP: the batch read from s3://, the table and summary written there."""
+    import io
+
+    from aire.data.storage import S3Settings
+    from tests.support.deployment import DATA_BUCKET
+
+    settings = S3Settings(endpoint_url=s3_server.endpoint, access_key_id="aire-test",
+                          secret_access_key="not-a-secret", region="us-east-1")
+    buffer = io.BytesIO()
+    scoring_batch(home, seed=41).to_parquet(buffer, index=False)
+    s3_server.client().put_object(Bucket=DATA_BUCKET, Key="in/batch.parquet", Body=buffer.getvalue())
+    summary = score_batch(ScoreRequest(str(CONFIG), f"s3://{DATA_BUCKET}/in/batch.parquet",
+                                       f"s3://{DATA_BUCKET}/scores/batch.parquet", s3=settings), home)
+    assert summary["summary_uri"] == f"s3://{DATA_BUCKET}/scores/batch.summary.json"
+    assert sorted(s3_server.keys(DATA_BUCKET, "scores/")) == ["scores/batch.parquet", "scores/batch.summary.json"]
+    body = s3_server.client().get_object(Bucket=DATA_BUCKET, Key="scores/batch.parquet")["Body"].read()
+    assert len(pd.read_parquet(io.BytesIO(body))) == 400
+
+
 def test_a_held_challenger_is_promoted_after_n_healthy_shadow_batches_and_an_unhealthy_one_ends(
         home: Home, tmp_path: Path) -> None:
     """Runs last: it moves the aliases, and puts them back."""

@@ -60,6 +60,9 @@ class ScoreRequest:
     s3: S3Settings | None = None
     public_key: Path | None = None  # default: the home's
     by: str = "cli"  # who asked (a DAG run, the CLI): recorded in the summary
+    # A refusal's incident key; a DAG task passes its failure callback's (dag, run, task, try),
+    # so the refusal and the task's failure are one incident, not two.
+    incident_key: str | None = None
 
 
 def batch_id_of(request: ScoreRequest) -> str:
@@ -228,7 +231,8 @@ def _refuse(home: Home, config: PipelineConfig, request: ScoreRequest, batch_id:
             exc: DataValidationError) -> None:
     quarantined = _quarantine(home, config, request, batch_id)
     open_incident(
-        home, dedup_key("score", config.name, batch_id, exc.rule, exc.column), pipeline=config.name,
+        home, request.incident_key or dedup_key("score", config.name, batch_id, exc.rule, exc.column),
+        pipeline=config.name,
         title=f"{config.name}: batch {batch_id} refused for scoring: {exc}"[:300], severity=Severity.MEDIUM,
         source={"kind": SOURCE_SCORING, "dag_id": "aire_score", "run_id": batch_id, "task_id": "score"},
         evidence={"error": {"file": exc.file, "column": exc.column, "rule": exc.rule, "detail": exc.detail},
