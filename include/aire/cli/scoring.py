@@ -1,4 +1,4 @@
-"""`aire score` and `aire monitor`: batch scoring inside the operating domain, and its SLOs.
+"""`aire score` and `aire demo-score`: batch scoring inside the operating domain, and its SLOs.
 
 `aire score --config C --batch URI --out URI` prints the summary (also written beside the
 output as ``<out stem>.summary.json``); exit 0 when the batch was scored, 2 when it was
@@ -26,6 +26,11 @@ def add_commands(sub: Any) -> None:
     cmd.add_argument("--full", action="store_true", help="print the whole summary, not the headline figures")
     cmd.set_defaults(handler=_score)
 
+    cmd = sub.add_parser("demo-score", help="after `make demo`: score a batch (ODD, shadow), then a drifted one "
+                                            "that the monitor turns into an incident")
+    cmd.add_argument("--config", default=str(EXAMPLE_CONFIG))
+    cmd.set_defaults(handler=_demo_score)
+
 
 def _score(args: argparse.Namespace) -> int:
     from aire.config import load_config
@@ -38,3 +43,11 @@ def _score(args: argparse.Namespace) -> int:
     summary = score_batch(request, Home.from_env())
     print(json.dumps(summary if args.full else headline(summary), indent=2, default=str))
     return 0
+
+
+def _demo_score(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from aire.scoring.demo import run_score_demo
+
+    return run_score_demo(Home.from_env(), Path(args.config))

@@ -37,10 +37,13 @@ from aire.scoring.stats import category_tv, psi, total_variation
 log = logging.getLogger(__name__)
 
 MONITOR_OBJECTIVES: list[dict[str, Any]] = [
-    # 0.15: a clean German Credit batch moves the class shares by 0.00-0.05, a drift=1.0 one by ~0.2.
-    {"name": "prediction_drift", "sli": "prediction_drift", "threshold": 0.15, "target": 0.9},
-    # 0.25: the usual "significant shift" line of the population stability index.
-    {"name": "input_drift", "sli": "input_drift", "threshold": 0.25, "target": 0.9},
+    # Sized on German Credit (`aire demo-score` on a demo home, 500-row batches): the champion's
+    # own training batch reads 0.009 / 0.029 (prediction / input drift), a clean new batch
+    # 0.011 / 0.025, a drift=1.0 batch 0.068 / 0.275 (credit_amount's PSI; duration 0.239).
+    # A 500-row batch's class shares move by ~0.02 by chance alone, hence 0.05.
+    {"name": "prediction_drift", "sli": "prediction_drift", "threshold": 0.05, "target": 0.9},
+    # 0.2: inside the usual 0.1-0.25 "moderate shift" band of the population stability index.
+    {"name": "input_drift", "sli": "input_drift", "threshold": 0.2, "target": 0.9},
     # The learned threshold leaves 5% of the reference below it; three times that is a shift.
     {"name": "uncertain_share", "sli": "confidence", "threshold": 0.15, "target": 0.9},
     {"name": "odd_violations", "sli": "odd_violation_rate", "threshold": 0.05, "target": 0.9},
