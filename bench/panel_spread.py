@@ -154,6 +154,13 @@ def spread_panel(half: str, seeds: int, kinds: tuple[str, ...], gates: dict[str,
                    key=lambda t: -len(panel.load(panel.BY_NAME[t[0]]).frame))
     start = time.perf_counter()
     records: list[dict[str, Any]] = []
+
+    def save(complete: bool) -> None:
+        # Rewritten after every task, so a run stopped early still leaves its figures.
+        if out is not None:
+            out.write_text(json.dumps({"half": half, "seeds": seeds, "gates": gates, "jobs": jobs,
+                                       "complete": complete, "wall_s": round(time.perf_counter() - start, 1),
+                                       "records": records}, indent=1, default=str))
     print(f"panel {half}: {len(sets)} sets x {seeds} seeds, kinds {','.join(kinds)}, gates {gates}, "
           f"jobs {jobs}", flush=True)
     # One thread per worker: --jobs processes on a few shared cores, not jobs x cores threads.
@@ -169,11 +176,10 @@ def spread_panel(half: str, seeds: int, kinds: tuple[str, ...], gates: dict[str,
                 records.extend({"set": name, "half": panel.BY_NAME[name].half, "seed": seed, "kind": kind,
                                 "rows": 0, "promote": None, "rejected_by": [], "checks": [],
                                 "error": f"task failed: {type(exc).__name__}: {exc}"[:500]} for kind in kinds)
+            save(complete=False)
             print(f"  done {name} seed {seed} ({time.perf_counter() - start:.0f} s)", flush=True)
     wall = time.perf_counter() - start
-    if out is not None:
-        out.write_text(json.dumps({"half": half, "seeds": seeds, "gates": gates, "jobs": jobs,
-                                   "wall_s": round(wall, 1), "records": records}, indent=1, default=str))
+    save(complete=True)
     print_tables(records, [s.name for s in sets], kinds)
     print(f"\nwall time {wall:.0f} s for {len(records)} runs ({len(tasks)} tasks, jobs {jobs})", flush=True)
     return records
@@ -184,8 +190,9 @@ def replay(path: Path, kinds: tuple[str, ...], only: tuple[str, ...] = ()) -> No
     saved = json.loads(path.read_text())
     records = [r for r in saved["records"] if not only or r["set"] in only]
     names = [s.name for s in panel.PANEL if any(r["set"] == s.name for r in records)]
+    partial = "" if saved.get("complete", True) else " (stopped early: the tasks finished by then)"
     print(f"{path}: panel {saved['half']}, {saved['seeds']} seeds, gates {saved['gates']}, jobs {saved['jobs']}, "
-          f"wall {saved['wall_s']} s")
+          f"wall {saved['wall_s']} s{partial}")
     print_tables(records, names, kinds)
 
 
