@@ -48,6 +48,24 @@ def _score(args: argparse.Namespace) -> int:
 def _demo_score(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from aire.config import load_config
+    from aire.constants import CHALLENGER, PREVIOUS
+    from aire.registry.mlflow_registry import Registry
     from aire.scoring.demo import run_score_demo
 
-    return run_score_demo(Home.from_env(), Path(args.config))
+    home = Home.from_env().ensure()
+    name = load_config(args.config).name
+    registry = Registry(home.mlflow_tracking_uri, home.mlflow_artifact_root)
+    if registry.champion(name) is not None and not (registry.by_alias(name, CHALLENGER)
+                                                    or registry.by_alias(name, PREVIOUS)):
+        # `make demo` leaves one version; a shadow comparison needs a second one.
+        from aire.data.datasets import german_credit, make_batch
+        from aire.pipeline.run_context import RunSpec
+        from aire.pipeline.runner import run_all
+
+        batch, _ = make_batch(german_credit(), n_rows=700, seed=103)
+        path = home.data_dir / "batch_clean_2.csv"
+        batch.to_csv(path, index=False)
+        print(f"== 0. a second version to shadow: aire_retrain's stages on {path} ==")
+        print(f"  outcome: {run_all(RunSpec(str(args.config), str(path), 'demo-score-second'))['outcome']}")
+    return run_score_demo(home, Path(args.config))

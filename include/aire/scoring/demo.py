@@ -58,7 +58,8 @@ def run_score_demo(home: Home, config_path: Path, say: Any = print) -> int:
         rows = pd.read_parquet(folder / "clean-scores.parquet").head(3)
         for _, row in rows.iterrows():
             say(f"  row {row['row_id']}: {row['odd']} ({row['odd_rule']}, column {row['odd_column']}); "
-                f"prediction {row['prediction']}{' (withheld)' if row['withheld'] else ''}")
+                f"prediction {'-' if row['withheld'] else _label(row['prediction'])}"
+                f"{' (withheld)' if row['withheld'] else ''}")
     finally:
         if stand_in:
             registry.delete_alias(config.name, CHALLENGER)
@@ -91,6 +92,11 @@ def _show(summary: dict[str, Any], say: Any) -> None:
             f"healthy={shadow['healthy']}")
     else:
         say("  shadow: no challenger")
+
+
+def _label(value: Any) -> str:
+    """A class label as the config wrote it (Parquet reads an int column with gaps as floats)."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def _num(value: Any) -> str:
