@@ -46,9 +46,10 @@ def score_from_context(context: Any) -> dict[str, Any]:
     """Score the Params' batch; the summary's headline goes to XCom, the rest stays in files."""
     from aire.config import load_config
     from aire.home import Home
+    from aire.incidents.store import dedup_key
     from aire.scoring.score import ScoreRequest, headline, score_batch
 
-    params = context["params"]
+    params, ti = context["params"], context["ti"]
     config = load_config(params["config"])
     mlflow_credentials(os.environ.get("AIRE_MLFLOW_CONN_ID"))
     keys = signing_keys(config.signing.conn_id)
@@ -58,6 +59,7 @@ def score_from_context(context: Any) -> dict[str, Any]:
         batch_id=params.get("batch_id") or None,
         s3=s3_settings(config.storage.aws_conn_id, config.storage.endpoint_url, config.storage.region),
         public_key=keys.public if keys else None, by=f"dag:aire_score run {context['run_id']}",
+        incident_key=dedup_key(ti.dag_id, context["run_id"], ti.task_id, int(ti.try_number)),
     )
     summary = score_batch(request, Home.from_env())
     result = headline(summary)

@@ -82,3 +82,27 @@ def test_aire_score_scores_with_the_champion_then_falls_back_when_it_is_tampered
     assert set(scored["model_version"]) == {previous.version}
     fallbacks = [i for i in IncidentStore(home.incidents_db_url).list() if i.source.kind == "scoring_fallback"]
     assert len(fallbacks) == 1 and "weights.safetensors" in json.dumps(fallbacks[0].evidence)
+
+
+def test_aire_demo_score_shows_odd_and_shadow_and_the_monitor_opens_an_incident(home: Home) -> None:
+    from aire.scoring.demo import run_score_demo
+
+    lines: list[str] = []
+    assert run_score_demo(home, CONFIG, say=lines.append) == 0
+    text = "\n".join(lines)
+    assert "out (known category, column purpose)" in text and "out (finite number, column age)" in text
+    assert "shadow challenger v" in text and "agreement" in text
+    assert "breached" in text and "incident" in text
+    assert "challenger" not in Registry(home.mlflow_tracking_uri).aliases("credit-risk")  # the stand-in is gone
+
+
+def test_a_refused_batch_fails_the_task_with_one_incident_and_nothing_written(home: Home) -> None:
+    batch, _ = make_batch(german_credit(), n_rows=50, seed=22)
+    batch.drop(columns=["duration"]).to_csv(home.root / "no-duration.csv", index=False)
+    before = {i.id for i in IncidentStore(home.incidents_db_url).list()}
+    state, log = score_run(home, home.root / "no-duration.csv", home.root / "out" / "refused.parquet", "refused")
+    assert state == "failed", log
+    assert not (home.root / "out" / "refused.parquet").exists()
+    new = [i for i in IncidentStore(home.incidents_db_url).list() if i.id not in before]
+    assert len(new) == 1, [i.title for i in new]  # the refusal and the task's failure are one incident
+    assert "column 'duration' breaks rule 'column exists'" in new[0].title
