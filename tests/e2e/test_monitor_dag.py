@@ -17,7 +17,7 @@ from aire.incidents.store import IncidentStore
 from aire.pipeline.home_setup import airflow_bin, airflow_env, prepare_home
 from aire.scoring.score import record_summary
 from tests.support.homes import isolated_home
-from tests.unit.scoring.test_monitor import summary
+from tests.support.scoring import summary
 
 pytestmark = pytest.mark.e2e
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -12,24 +11,9 @@ from aire.home import Home
 from aire.incidents.store import IncidentStore
 from aire.scoring.monitor import batch_record, monitor
 from aire.scoring.score import record_summary
+from tests.support.scoring import summary
 
 CONFIG = Path(__file__).resolve().parents[3] / "include" / "config" / "credit_risk.yaml"
-REFERENCE = {"class_shares": [0.3, 0.7], "numeric_shares": {"age": [0.5, 0.5]},
-             "category_shares": {"housing": {"own": 0.7, "rent": 0.3}}}
-
-
-def summary(batch_id: str, when: datetime, classes: list[float], ages: list[float], housing: dict[str, float],
-            out: float = 0.0, uncertain: float = 0.05) -> dict[str, Any]:
-    return {"pipeline": "credit-risk", "batch_id": batch_id, "batch_uri": f"/data/{batch_id}.csv",
-            "summary_uri": f"/out/{batch_id}.summary.json", "scored_at": when.isoformat(),
-            "served_by": {"source": "champion", "version": 1, "digest": "d"},
-            "odd": {"counts": {"in": 90, "out": 10, "uncertain": 0}, "violation_rate": out,
-                    "uncertain_rate": uncertain, "confidence_threshold": 0.55},
-            "outputs": {"class_shares": classes, "numeric_shares": {"age": ages},
-                        "category_shares": {"housing": housing}},
-            "reference": REFERENCE}
-
-
 def test_batch_slis_come_from_the_summary() -> None:
     now = datetime.now(UTC)
     record = batch_record(summary("b", now, [0.6, 0.4], [0.9, 0.1], {"own": 0.7, "rent": 0.3}, out=0.02))
