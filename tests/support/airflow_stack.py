@@ -95,20 +95,29 @@ class AirflowStack:
 
     # --- lifecycle --------------------------------------------------------------------
     def start(self, workers: dict[str, str] | None = None) -> AirflowStack:
-        """api-server, scheduler, dag-processor; ``workers`` maps a name to the queues it serves."""
+        """api-server, scheduler, dag-processor; ``workers`` maps a name to the queues it serves.
+
+        Each is restarted when it exits, as the compose file's ``restart: always`` does:
+        a fault test proves what the deployment survives, not what one process does.
+        """
         airflow = str(BIN / "airflow")
-        self.processes.append(Process("api-server", [airflow, "api-server"], self.env, self.log_dir, self.token))
+        self.processes.append(Process("api-server", [airflow, "api-server"], self.env, self.log_dir, self.token,
+                                      restart=True))
         wait_until(lambda: http_ok(f"http://127.0.0.1:{self.api_port}/api/v2/version"), 120, "the api-server",
                    self.processes, 1.0)
         for name in ("scheduler", "dag-processor"):
-            self.processes.append(Process(name, [airflow, name], self.env, self.log_dir, self.token))
+            self.processes.append(Process(name, [airflow, name], self.env, self.log_dir, self.token, restart=True))
         for name, queues in (workers or {}).items():
             env = {**self.env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
             self.processes.append(Process(name, [airflow, "celery", "worker", "--queues", queues,
                                                  "--concurrency", "1", "--celery-hostname", f"{name}@%h",
                                                  "--without-gossip", "--without-mingle"],
-                                          env, self.log_dir, self.token))
+                                          env, self.log_dir, self.token, restart=True))
         return self
+
+    def restarts(self) -> dict[str, int]:
+        """How many times the supervisor restarted each component that exited."""
+        return {p.name: len(p.restarts) for p in self.processes if p.restarts}
 
     def stop(self) -> None:
         for process in reversed(self.processes):

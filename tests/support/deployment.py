@@ -73,10 +73,14 @@ def create_experiment(mlflow: MlflowServer, pipeline: str) -> None:
             client.create_experiment(f"aire/{pipeline}")
 
 
-def pipeline_config(folder: Path, name: str, mlflow: MlflowServer, storage: bool = True) -> Path:
-    """The example pipeline under another model name, its reports on S3 through ``aire_s3``."""
+def pipeline_config(folder: Path, name: str, mlflow: MlflowServer, storage: bool = True,
+                    gates: dict[str, Any] | None = None) -> Path:
+    """The example pipeline under another model name, its reports on S3 through ``aire_s3``;
+    ``gates`` replaces the example's gate settings."""
     data = yaml.safe_load(CONFIG.read_text())
     data["name"] = name
+    if gates is not None:
+        data["gates"] = gates
     if storage:
         data["storage"] = {"uri": f"s3://{DATA_BUCKET}/reports", "aws_conn_id": "aire_s3"}
     path = folder / f"{name}.yaml"
@@ -101,8 +105,8 @@ class Deployment:
     def home(self) -> Path:
         return self.stack.home
 
-    def config(self, name: str, storage: bool = True) -> Path:
-        return pipeline_config(self.configs, name, self.mlflow, storage)
+    def config(self, name: str, storage: bool = True, gates: dict[str, Any] | None = None) -> Path:
+        return pipeline_config(self.configs, name, self.mlflow, storage, gates)
 
     def put_batch(self, key: str, source: Path | None = None) -> str:
         source = source or self.home / "data" / "batch_clean.csv"
@@ -120,6 +124,26 @@ class Deployment:
 
         names = [self.stack.db, *self.mlflow.db_names, str(make_url(self.incidents_url).database)]
         return sum(self.databases.terminate_connections(name) for name in names)
+
+    def assert_promoted_once(self, name: str, run_id: str, workdir: Path) -> None:
+        """``run_id`` registered exactly one version of ``name``, the champion is that version,
+        the ledger holds one promotion for it, and the champion downloads and verifies."""
+        from aire import constants
+        from aire.home import Home
+        from aire.registry.mlflow_registry import Registry
+        from aire.trust.ledger import Ledger
+        from aire.trust.verify import fetch_verified
+
+        with environment(self.client_env()):
+            registry, home = Registry(self.mlflow.uri), Home(self.home)
+            versions = registry.versions(name)
+            assert [v.run_key for v in versions] == [run_id], [(v.version, v.run_key) for v in versions]
+            champion = registry.champion(name)
+            assert champion is not None and champion.version == versions[0].version
+            ledger = Ledger.for_home(home)
+            promotions = ledger.find(constants.LEDGER_PROMOTION, pipeline=name)
+            assert [entry.entry["run_key"] for entry in promotions] == [run_id]
+            fetch_verified(registry, champion, public_key=home.public_key, ledger=ledger, workdir=workdir)
 
     def incidents(self, run_id: str) -> list[Any]:
         from aire.incidents.store import IncidentStore

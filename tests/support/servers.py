@@ -64,20 +64,68 @@ def http_ok(url: str) -> bool:
 
 
 class Process:
-    """One server process with its output in ``<log_dir>/<name>.log``."""
+    """One server process with its output in ``<log_dir>/<name>.log``.
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path, token: str) -> None:
+    ``restart=True`` does what the compose file's ``restart: always`` does: when the
+    process exits without ``stop``, a watcher starts it again (same command, environment
+    and log) after ``RESTART_DELAY``, and records the exit in ``restarts``. A process that
+    exits ``MAX_RESTARTS`` times is left dead (a crash loop is a failure, not a fault to
+    ride out), and ``alive`` says so.
+    """
+
+    RESTART_DELAY = 1.0
+    MAX_RESTARTS = 10
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path, token: str,
+                 restart: bool = False) -> None:
         # A token of its own: the sweep in stop() must reach this process's descendants only.
         self.name, self.token = name, f"{token}-{secrets.token_hex(4)}"
+        self.argv, self.env, self.supervised = argv, {**env, "AIRE_TEST_STACK": self.token}, restart
         self.log_path = log_dir / f"{name}.log"
+        self.restarts: list[tuple[float, int]] = []  # (monotonic time of the exit, its status)
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._gave_up = False
         log_dir.mkdir(parents=True, exist_ok=True)
+        self.popen = self._spawn()
+        if restart:
+            threading.Thread(target=self._supervise, name=f"supervise-{name}", daemon=True).start()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
         with self.log_path.open("ab") as log:
-            self.popen = subprocess.Popen(argv, env={**env, "AIRE_TEST_STACK": self.token}, cwd=ROOT,
-                                          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          start_new_session=True)
+            return subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def _supervise(self) -> None:
+        while True:
+            status = self.popen.wait()
+            with self._lock:
+                if self._stopping:
+                    return
+                self.restarts.append((time.monotonic(), status))
+                if len(self.restarts) >= self.MAX_RESTARTS:
+                    self._gave_up = True
+                    return
+            time.sleep(self.RESTART_DELAY)
+            with self._lock:
+                if self._stopping:
+                    return
+                self._sweep()  # a child that outlived its parent would hold the port
+                with self.log_path.open("ab") as log:
+                    log.write(f"\n--- supervisor: exited {status}, restart {len(self.restarts)}\n".encode())
+                self.popen = self._spawn()
 
     @property
     def alive(self) -> bool:
+        """Running, or (when supervised) between an exit and its restart."""
+        if self.supervised:
+            with self._lock:
+                return not self._stopping and not self._gave_up
+        return self.popen.poll() is None
+
+    @property
+    def running(self) -> bool:
+        """The current process has not exited (a supervised one may be about to restart)."""
         return self.popen.poll() is None
 
     def tail(self, chars: int = 4000) -> str:
@@ -86,8 +134,24 @@ class Process:
         except OSError:
             return ""
 
+    def crash(self) -> int:
+        """SIGKILL the process and its group, as a crash or an OOM kill would; a supervised
+        process is then restarted. Returns how many exits have been recorded before this one."""
+        with self._lock:
+            before = len(self.restarts)
+            _signal_group(self.popen.pid, signal.SIGKILL)
+            self._sweep()
+        return before
+
+    def wait_restarted(self, after: int, ready: Callable[[], bool], timeout: float = 180) -> None:
+        """Until the supervisor has restarted the process past ``after`` exits and ``ready`` holds."""
+        wait_until(lambda: len(self.restarts) > after and self.running and ready(), timeout,
+                   f"{self.name} restarted and ready", [self], 0.5)
+
     def stop(self, grace: float = 20.0) -> None:
-        if self.alive:
+        with self._lock:
+            self._stopping = True
+        if self.popen.poll() is None:
             _signal_group(self.popen.pid, signal.SIGTERM)
             try:
                 self.popen.wait(grace)
@@ -95,6 +159,9 @@ class Process:
                 pass
         _signal_group(self.popen.pid, signal.SIGKILL)
         self.popen.wait(10)
+        self._sweep()
+
+    def _sweep(self) -> None:
         for pid in _pids_with_token(self.token):
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -197,6 +264,9 @@ class FlakyProxy:
     Down closes the listening socket and every open connection, as a crashed or
     partitioned endpoint would; up listens again on the same port. ``cut_after(n)`` goes
     down by itself once n more bytes have gone upstream (an endpoint lost mid-upload).
+    While down, a socket bound to the port but not listening holds it: clients are refused
+    as before, and the kernel cannot hand the port out as some connection's local port,
+    which would make ``up`` fail with "address already in use" after a long outage.
     """
 
     def __init__(self, target_port: int) -> None:
@@ -206,16 +276,24 @@ class FlakyProxy:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
+        self._placeholder: socket.socket | None = None
         self._open: set[socket.socket] = set()
         self.up()
+
+    def _bound(self) -> socket.socket:
+        bound = socket.socket()
+        bound.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        bound.bind(("127.0.0.1", self.port))
+        return bound
 
     def up(self) -> None:
         with self._lock:
             if self._listener is not None:
                 return
-            listener = socket.socket()
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind(("127.0.0.1", self.port))
+            if self._placeholder is not None:
+                self._placeholder.close()
+                self._placeholder = None
+            listener = self._bound()
             listener.listen(64)
             self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
@@ -229,10 +307,25 @@ class FlakyProxy:
             self._budget = None
             listener, self._listener = self._listener, None
             conns, self._open = self._open, set()
-        if listener is not None:
-            listener.close()
+            if listener is not None:
+                # shutdown first: it wakes the thread blocked in accept(), which would
+                # otherwise keep the socket listening (and the port taken) past close().
+                try:
+                    listener.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                listener.close()
+                self._placeholder = self._bound()
         for conn in conns:
             conn.close()
+
+    def close(self) -> None:
+        """Down for good, the port released."""
+        self.down()
+        with self._lock:
+            if self._placeholder is not None:
+                self._placeholder.close()
+                self._placeholder = None
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -276,14 +369,41 @@ class FlakyProxy:
                 conn.close()
 
 
+class RedisServer:
+    """``redis-server`` of its own on a free port, restarted like the compose file's ``redis``
+    (``restart: always``); nothing persisted, so a restart loses every queued message."""
+
+    def __init__(self, log_dir: Path, token: str) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = Process("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
+                                         "--save", "", "--appendonly", "no"],
+                               dict(os.environ), log_dir, token, restart=True)
+        wait_until(self.ready, 30, "redis-server", [self.process])
+
+    def ready(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis.from_url(self.url, socket_timeout=2).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
 class MlflowServer:
     """``mlflow server`` on PostgreSQL with S3 artifacts and basic auth, started through
-    docker/mlflow-server.sh exactly as the compose file's ``mlflow`` service is."""
+    docker/mlflow-server.sh exactly as the compose file's ``mlflow`` service is, and
+    restarted when it exits (``restart: always``). It reaches S3 through ``s3_proxy``, so
+    a test can take the whole S3 endpoint away, the server's artifact path included."""
 
     USER = "aire-admin"
 
     def __init__(self, dbs: Databases, s3: S3Server, log_dir: Path, token: str, bucket: str) -> None:
         self.password = f"mlflow-{secrets.token_hex(8)}"
+        self.s3_proxy = FlakyProxy(s3.port)
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         tracking, auth = dbs.create("mlflow"), dbs.create("mlflow_auth")
@@ -296,14 +416,17 @@ class MlflowServer:
             "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
             # MLflow's job runner (GenAI scorers) would start seven more processes; AIRE needs none.
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-            "MLFLOW_S3_ENDPOINT_URL": s3.endpoint, "AWS_ACCESS_KEY_ID": "aire-test",
+            "MLFLOW_S3_ENDPOINT_URL": self.s3_proxy.endpoint, "AWS_ACCESS_KEY_ID": "aire-test",
             "AWS_SECRET_ACCESS_KEY": "not-a-secret", "AWS_DEFAULT_REGION": "us-east-1",
         }
         self.process = Process("mlflow", [
             "bash", str(ROOT / "docker" / "mlflow-server.sh"), "--host", "127.0.0.1", "--port", str(self.port),
             "--workers", "1", "--artifacts-destination", f"s3://{bucket}", "--serve-artifacts",
-            "--app-name", "basic-auth"], env, log_dir, token)
-        wait_until(lambda: http_ok(f"{self.uri}/health"), 180, "the MLflow server", [self.process], 1.0)
+            "--app-name", "basic-auth"], env, log_dir, token, restart=True)
+        wait_until(self.ready, 180, "the MLflow server", [self.process], 1.0)
+
+    def ready(self) -> bool:
+        return http_ok(f"{self.uri}/health")
 
     def client_env(self) -> dict[str, str]:
         return {"MLFLOW_TRACKING_URI": self.uri, "MLFLOW_TRACKING_USERNAME": self.USER,
@@ -311,3 +434,4 @@ class MlflowServer:
 
     def stop(self) -> None:
         self.process.stop()
+        self.s3_proxy.close()
