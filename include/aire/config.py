@@ -280,6 +280,7 @@ class SliKind(str, Enum):
     CONFIDENCE = "confidence"  # share of rows below the model's learned confidence threshold <= threshold
     ODD_VIOLATION_RATE = "odd_violation_rate"  # share of rows out of the operating domain <= threshold
     SCORING_FRESHNESS = "scoring_freshness"  # time since the last scored batch <= threshold (time-based)
+    SERVING_QUALITY = "serving_quality"  # accuracy of what was served, on batches that carry labels >= threshold
 
 
 class BurnWindow(_Strict):
@@ -476,6 +477,9 @@ class Scoring(_Strict):
     # (class label -> probability, summing to 1); null: no baseline, the batch is refused.
     baseline_prior: dict[str, float] | None = None
     shadow: Shadow = Field(default_factory=Shadow)
+    # A fast burn of the serving_quality objective (labeled batches scoring below its
+    # threshold) moves the champion back to ``previous`` (aire_monitor; a ledger rollback entry).
+    rollback_on_fast_burn: bool = False
 
     @field_validator("baseline_prior")
     @classmethod

@@ -93,6 +93,8 @@ def test_a_batch_is_scored_by_the_verified_champion(home: Home, tmp_path: Path) 
     assert beside["rows"] == len(batch) and beside["odd"] == summary["odd"]
     # each distinct row went through the model once; the repeats have the same outputs
     assert summary["rows_run_through_model"] == 400
+    # the batch carries its labels (feedback): the served predictions' accuracy is recorded
+    assert summary["quality"]["labeled_rows"] == 500 and 0.5 < summary["quality"]["accuracy"] <= 1
     assert scored["proba_1"].iloc[400:].tolist() == scored["proba_1"].iloc[:100].tolist()
 
 

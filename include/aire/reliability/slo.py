@@ -59,13 +59,14 @@ class BatchRecord:
     input_drift: float | None = None
     confidence: float | None = None  # share of rows uncertain (below the learned confidence threshold)
     odd_violation_rate: float | None = None
+    quality: float | None = None  # accuracy of the served predictions when the batch carries labels
 
 
 # SLIs of scored batches; the rest are SLIs of retraining runs.
 BATCH_SLIS = frozenset({SliKind.PREDICTION_DRIFT, SliKind.INPUT_DRIFT, SliKind.CONFIDENCE,
-                        SliKind.ODD_VIOLATION_RATE, SliKind.SCORING_FRESHNESS})
+                        SliKind.ODD_VIOLATION_RATE, SliKind.SCORING_FRESHNESS, SliKind.SERVING_QUALITY})
 # Higher is better for these; for every other threshold SLI lower is better.
-_AT_LEAST = frozenset({SliKind.QUALITY})
+_AT_LEAST = frozenset({SliKind.QUALITY, SliKind.SERVING_QUALITY})
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,8 @@ def events(sli: SliKind, threshold: float | None, history: History) -> list[Even
         for batch in history.batches:
             value = {SliKind.PREDICTION_DRIFT: batch.prediction_drift, SliKind.INPUT_DRIFT: batch.input_drift,
                      SliKind.CONFIDENCE: batch.confidence,
-                     SliKind.ODD_VIOLATION_RATE: batch.odd_violation_rate}.get(sli)
+                     SliKind.ODD_VIOLATION_RATE: batch.odd_violation_rate,
+                     SliKind.SERVING_QUALITY: batch.quality}.get(sli)
             if value is not None and threshold is not None:
                 found.append(Event(batch.scored, value >= threshold if sli in _AT_LEAST else value <= threshold,
                                    value))

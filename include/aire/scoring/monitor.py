@@ -48,6 +48,8 @@ MONITOR_OBJECTIVES: list[dict[str, Any]] = [
     {"name": "uncertain_share", "sli": "confidence", "threshold": 0.15, "target": 0.9},
     {"name": "odd_violations", "sli": "odd_violation_rate", "threshold": 0.05, "target": 0.9},
     {"name": "scoring_freshness", "sli": "scoring_freshness", "threshold": "2d", "target": 0.9},
+    # Labeled batches only (feedback): the gate's own floor for a useful German Credit model.
+    {"name": "serving_quality", "sli": "serving_quality", "threshold": 0.6, "target": 0.9},
 ]
 
 
@@ -74,6 +76,7 @@ def batch_record(summary: dict[str, Any]) -> BatchRecord:
         prediction_drift=prediction, input_drift=max(drifts) if drifts else None,
         confidence=odd.get("uncertain_rate") if odd.get("confidence_threshold") is not None else None,
         odd_violation_rate=odd.get("violation_rate"),
+        quality=(summary.get("quality") or {}).get("accuracy"),
     )
 
 
@@ -86,6 +89,29 @@ def feature_drift(summary: dict[str, Any]) -> dict[str, float]:
                   for c, s in (outputs.get("category_shares") or {}).items()
                   if c in (reference.get("category_shares") or {})})
     return {c: round(v, 4) for c, v in sorted(found.items(), key=lambda kv: -kv[1])}
+
+
+def _rollback_on_fast_burn(config_path: str | Path, config: PipelineConfig, report: SloReport,
+                           home: Home) -> dict[str, Any] | None:
+    """With ``scoring.rollback_on_fast_burn``, a fast burn of serving quality moves the champion
+    back to ``previous`` (verified first; the ledger records it as a rollback)."""
+    from aire.config import SliKind
+    from aire.errors import AireError
+    from aire.promotion.rollback import rollback
+
+    if not config.scoring.rollback_on_fast_burn:
+        return None
+    burning = [o for o in report.objectives if o.sli == SliKind.SERVING_QUALITY.value
+               and any(b.firing and b.alert == "fast" for b in o.burn)]
+    if not burning:
+        return None
+    try:
+        done = rollback(config_path, by="aire_monitor", home=home,
+                        reason=f"fast burn of SLO '{burning[0].name}': {burning[0].reason}")
+    except AireError as exc:  # no previous version, or it does not verify: the incident stands
+        log.error("fast burn of serving quality, but no rollback: %s", exc)
+        return {"rolled_back": False, "reason": str(exc)}
+    return {"rolled_back": True, **done.to_dict()}
 
 
 def summaries(home: Home, pipeline: str, since: datetime | None = None) -> list[dict[str, Any]]:
@@ -127,7 +153,8 @@ def monitor(config_path: str | Path, home: Home | None = None, now: datetime | N
         },
     }
     incidents = record_slo_breaches(config, report, home, evidence=evidence) if open_incidents else []
-    result = {**report.to_dict(), **evidence, "incidents": incidents}
+    result = {**report.to_dict(), **evidence, "incidents": incidents,
+              "rollback": _rollback_on_fast_burn(config_path, config, report, home)}
     path = scoring_dir(home, config.name) / "monitor.json"
     from aire import atomic
 

@@ -105,6 +105,7 @@ def score_batch(request: ScoreRequest, home: Home | None = None) -> dict[str, An
     withheld = 0
     scored = 0
     shadow_tally = shadow.tally() if shadow else None
+    quality = LabeledQuality(config.dataset.label)
     id_column = config.dataset.id
     chunk_rows = settings.chunk_rows
     text_columns = tuple(c for c in [id_column, "prediction"] if c)
@@ -129,6 +130,7 @@ def score_batch(request: ScoreRequest, home: Home | None = None) -> dict[str, An
             numeric = {c: result_numeric(chunk, c) for c in stats.numeric_edges}
             categorical = {c: chunk[c] for c in config.dataset.features.categorical if c in chunk.columns}
             stats.add(served, numeric, categorical)
+            quality.add(chunk, result)
             if shadow and shadow_tally is not None:
                 shadow_tally.add(chunk, result)
     rows = len(frame)
@@ -149,6 +151,7 @@ def score_batch(request: ScoreRequest, home: Home | None = None) -> dict[str, An
         "reference": primary.odd.reference_stats if primary else {},
         "reference_null_rates": primary.odd.null_rates if primary else {},
         "shadow": shadow_tally.to_dict() if shadow_tally else None,
+        "quality": quality.to_dict(),
     }
     write_summary(request.out_uri, summary, s3=request.s3)
     record_summary(home, summary)
@@ -170,6 +173,38 @@ def headline(summary: dict[str, Any]) -> dict[str, Any]:
                                               "healthy_streak")} if shadow else None,
         "output_uri": summary["output_uri"], "summary_uri": summary["summary_uri"],
     }
+
+
+class LabeledQuality:
+    """Accuracy of the served predictions on rows whose label the batch carries (feedback)."""
+
+    def __init__(self, label: str) -> None:
+        self.label, self.rows, self.correct = label, 0, 0
+
+    def add(self, chunk: pd.DataFrame, result: Any) -> None:
+        if self.label not in chunk.columns:
+            return
+        served = ~result.frame["withheld"].to_numpy()
+        truth = chunk[self.label].to_numpy()
+        predicted = result.frame["prediction"].to_numpy()
+        known = served & pd.notna(truth)
+        self.rows += int(known.sum())
+        self.correct += int((_keys(predicted[known]) == _keys(truth[known])).sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"labeled_rows": self.rows, "accuracy": self.correct / self.rows if self.rows else None}
+
+
+def _keys(values: np.ndarray) -> np.ndarray:
+    """Each class label as text, so that 1, 1.0 and "1" (CSV, Parquet, JSON) compare equal;
+    worked out once per distinct value."""
+    def key(value: Any) -> str:
+        value = value.item() if hasattr(value, "item") else value
+        return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+    codes, uniques = pd.factorize(values)
+    keys: np.ndarray = np.array([key(u) for u in uniques] + [""], dtype=object)[codes]
+    return keys
 
 
 def result_numeric(chunk: pd.DataFrame, column: str) -> np.ndarray:

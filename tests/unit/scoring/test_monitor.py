@@ -28,7 +28,7 @@ def test_a_drifted_batch_opens_exactly_one_incident_with_the_figures(aire_home: 
     record_summary(home, summary("clean", now - timedelta(hours=3), [0.31, 0.69], [0.5, 0.5],
                                  {"own": 0.7, "rent": 0.3}))
     quiet = monitor(CONFIG, home, now=now - timedelta(hours=2))
-    assert quiet["incidents"] == [] and all(o["status"] == "ok" for o in quiet["objectives"])
+    assert quiet["incidents"] == [] and not any(o["status"] == "breached" for o in quiet["objectives"])
     record_summary(home, summary("drifted", now - timedelta(minutes=5), [0.7, 0.3], [0.95, 0.05],
                                  {"own": 0.2, "rent": 0.8}))
     first = monitor(CONFIG, home, now=now)
@@ -42,3 +42,24 @@ def test_a_drifted_batch_opens_exactly_one_incident_with_the_figures(aire_home: 
     drift = next(i for i in incidents if "prediction_drift" in i.title)
     assert drift.evidence["monitor"]["latest_batch"]["batch_id"] == "drifted"
     assert "housing" in Path(str(drift.postmortem)).read_text()
+
+
+def test_labeled_batches_feed_serving_quality_and_a_fast_burn_asks_for_a_rollback(aire_home: Path,
+                                                                                  tmp_path: Path) -> None:
+    import yaml
+
+    home = Home.from_env()
+    now = datetime.now(UTC)
+    batch = summary("labeled", now - timedelta(minutes=5), [0.31, 0.69], [0.5, 0.5], {"own": 0.7, "rent": 0.3})
+    batch["quality"] = {"labeled_rows": 400, "accuracy": 0.41}
+    assert batch_record(batch).quality == 0.41
+    record_summary(home, batch)
+    data = yaml.safe_load(CONFIG.read_text())
+    data["scoring"] = {"rollback_on_fast_burn": True}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(data))
+    report = monitor(config, home, now=now)
+    quality = next(o for o in report["objectives"] if o["name"] == "serving_quality")
+    assert quality["status"] == "breached" and quality["current"] == 0.41
+    # an empty registry has no previous version to go back to: said, not raised
+    assert report["rollback"]["rolled_back"] is False
