@@ -8,15 +8,23 @@ returns. ``--gate KEY=VALUE`` sets the gates the runs use; they matter only for 
 computed with a default (``min_group_count``, ``max_sensitive_groups``,
 ``max_null_rate_increase``) and for which reference becomes the champion.
 
+``--sets`` limits a recording to some of the half's sets; ``decide`` and ``sweep`` take
+several record files (their runs together).
+
 ``decide``: every recorded run's evidence through ``aire.promotion.gate.decide`` with the
 given defaults (``--gate KEY=VALUE``, else the library's), printed as the promote/reject
 table per data set and kind with the checks that rejected. Cheap: seconds, not hours.
 
 ``sweep``: for one Gates field and a list of values, the share of each kind promoted.
 
+``record-german``: bench/evaluation.py's German Credit ``spread`` (scenarios overlap and
+disjoint, unchanged) with each gate call's evidence kept the same way, so that its figures
+can be re-decided under the chosen defaults too (set: ``german-<scenario>``).
+
     .venv/bin/python bench/gate_calibration.py record --panel calibration --jobs 2 --out calib.json
     .venv/bin/python bench/gate_calibration.py decide calib.json
     .venv/bin/python bench/gate_calibration.py sweep calib.json prior_z=-1,0,1
+    .venv/bin/python bench/gate_calibration.py record-german --seeds 10 --out german.json
 """
 
 from __future__ import annotations
@@ -69,7 +77,8 @@ def run_seed(name: str, seed: int, gates: dict[str, Any], kinds: tuple[str, ...]
     return records
 
 
-def record(half: str, seeds: int, kinds: tuple[str, ...], gates: dict[str, Any], jobs: int, out: Path) -> None:
+def record(half: str, seeds: int, kinds: tuple[str, ...], gates: dict[str, Any], jobs: int, out: Path,
+           only: list[str] | None = None) -> None:
     import time
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
@@ -77,7 +86,7 @@ def record(half: str, seeds: int, kinds: tuple[str, ...], gates: dict[str, Any],
     import panel
     import panel_spread
 
-    sets = panel.panel(half)
+    sets = [s for s in panel.panel(half) if only is None or s.name in only]
     tasks = sorted(((s.name, seed) for s in sets for seed in range(seeds)),
                    key=lambda t: -len(panel.load(panel.BY_NAME[t[0]]).frame))
     start = time.perf_counter()
@@ -120,6 +129,36 @@ def _label_shifts(record: dict[str, Any], gates: dict[str, Any]) -> Any:
     return _SHIFTS[key]
 
 
+def record_german(seeds: int, scenarios: list[str], gates: dict[str, Any], out: Path) -> None:
+    import os
+
+    import evaluation
+    from aire.pipeline import stages
+
+    original_gate = stages.gate
+    homes: list[str] = []
+    records: list[dict[str, Any]] = []
+
+    def gate(spec: Any, version: int | None) -> dict[str, Any]:
+        decision = original_gate(spec, version)
+        home = os.environ["AIRE_HOME"]
+        if home not in homes:
+            homes.append(home)
+        kind, _, seed = str(spec.run_key).rpartition("-")
+        if not seed.isdigit():  # the champion's own run: the yardstick, not a figure
+            return decision
+        checks = [{k: c.get(k) for k in ("name", "value", "threshold", "passed")} for c in decision["checks"]]
+        records.append({"set": f"german-{scenarios[len(homes) - 1]}", "kind": kind, "seed": int(seed),
+                        "promote": bool(decision["promote"]), "rejected_by": decision["failed"],
+                        "checks": checks, "evidence": decision.get("evidence"), "error": None})
+        out.write_text(json.dumps({"half": "german", "seeds": seeds, "gates": gates, "records": records},
+                                  default=str))
+        return decision
+
+    stages.gate = gate  # type: ignore[assignment]
+    evaluation.spread(seeds, scenarios, list(evaluation.KINDS), gates)
+
+
 def redecide(records: list[dict[str, Any]], gates: dict[str, Any]) -> list[dict[str, Any]]:
     """Each record's decision under ``gates``, from its evidence (a validation reject stays one)."""
     from dataclasses import fields
@@ -142,7 +181,7 @@ def redecide(records: list[dict[str, Any]], gates: dict[str, Any]) -> list[dict[
             values[key] = tuple(values[key]) if values[key] is not None else None
         for key in nested & values.keys():
             values[key] = tuple(tuple(row) for row in values[key]) if values[key] is not None else None
-        if values.get("group_label_shifts") is None and r["kind"] != "first" and not values.get("first_run"):
+        if "group_label_shifts" not in values and r["kind"] != "first" and not values.get("first_run"):
             values["group_label_shifts"] = _label_shifts(r, gates)
         for key in nested & values.keys():
             values[key] = tuple(tuple(row) for row in values[key]) if values[key] is not None else None
@@ -194,10 +233,16 @@ def main() -> None:
     cmd.add_argument("--kinds", default=None)
     cmd.add_argument("--jobs", type=int, default=2)
     cmd.add_argument("--out", type=Path, required=True)
+    cmd.add_argument("--sets", default=None, help="only these data sets of the half (comma-separated)")
+    cmd.add_argument("--gate", action="append", default=[], metavar="KEY=VALUE")
+    cmd = sub.add_parser("record-german")
+    cmd.add_argument("--seeds", type=int, default=10)
+    cmd.add_argument("--scenario", default="overlap,disjoint")
+    cmd.add_argument("--out", type=Path, required=True)
     cmd.add_argument("--gate", action="append", default=[], metavar="KEY=VALUE")
     for name in ("decide", "sweep"):
         cmd = sub.add_parser(name)
-        cmd.add_argument("records", type=Path)
+        cmd.add_argument("records", type=Path, nargs="+" if name == "decide" else 1)
         if name == "sweep":
             cmd.add_argument("field", metavar="FIELD=V1,V2,...")
         cmd.add_argument("--gate", action="append", default=[], metavar="KEY=VALUE")
@@ -211,9 +256,17 @@ def main() -> None:
         os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
         kinds = tuple(args.kinds.split(",")) if args.kinds else panel.KINDS
-        record(args.panel, args.seeds, kinds, gates, args.jobs, args.out)
+        record(args.panel, args.seeds, kinds, gates, args.jobs, args.out,
+               args.sets.split(",") if args.sets else None)
         return
-    records = json.loads(args.records.read_text())["records"]
+    if args.what == "record-german":
+        import os
+
+        os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        record_german(args.seeds, args.scenario.split(","), gates, args.out)
+        return
+    records = [r for path in args.records for r in json.loads(path.read_text())["records"]]
     if args.what == "decide":
         table(redecide(records, gates))
     else:

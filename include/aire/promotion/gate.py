@@ -4,11 +4,13 @@ Every check compares the candidate with a baseline and allows a tolerance plus
 ``gates.regression_z`` standard errors (``aire.config.Gates`` says where each figure came from):
 
 - ``accuracy``: the prior model (the training labels' class distribution) on the same
-  holdout rows; the candidate's Brier score must beat it by ``prior_z`` paired standard
-  errors (optional absolute floor ``min_accuracy``);
+  holdout rows; the candidate's Brier score gain over it must exceed ``prior_z`` paired
+  standard errors (by default negative: not significantly worse than the prior; optional
+  absolute floor ``min_accuracy``);
 - the four regressions and ``fairness_gap_increase_vs_champion``: the champion on the same
   holdout rows, with paired (closed-form or bootstrap) standard errors of the difference;
-- ``noise_rate``: the champion's own estimate, with the binomial standard errors of both;
+- ``noise_rate``: the champion's own estimate, with the binomial standard errors of both
+  (z ``noise_z``);
 - ``group_suspect_rate_gap``: the champion's per-group suspect rates (difference in
   differences, four proportions), and ``group_label_shift``: each group's label shares
   against the champion's training batch (the same form), both with family-wise z;
@@ -183,9 +185,9 @@ def _noise(gates: Gates, e: Evidence) -> Check:
             return _missing("noise_rate", gates.max_noise_rate, absent, e)
         se = 0.0 if ours is None else math.sqrt(
             baseline * (1 - baseline) / int(e.champion_noise_rows or 1) + ours * (1 - ours) / int(e.noise_rows or 1))
-        relative = baseline + gates.max_noise_rate_increase + gates.regression_z * se
+        relative = baseline + gates.max_noise_rate_increase + gates.noise_z * se
         limit = min(relative, gates.max_noise_rate)
-        basis = (f"champion's {baseline:.4f} + {gates.max_noise_rate_increase} + {gates.regression_z} x SE {se:.4f}"
+        basis = (f"champion's {baseline:.4f} + {gates.max_noise_rate_increase} + {gates.noise_z} x SE {se:.4f}"
                  + (f", capped at {gates.max_noise_rate}" if limit == gates.max_noise_rate else ""))
     check = _at_most("noise_rate", e.noise_rate, round(limit, 6), "noise_rate", e)
     return check if check.value is None else replace(check, reason=f"{check.reason} ({basis})")
@@ -200,8 +202,9 @@ def _beats_prior(gates: Gates, e: Evidence) -> Check:
     accuracy cannot see skill that moves no row across the majority class: a 95%-majority
     label reads 0.95 with no skill at all, and a model that ranks well there may still
     answer the majority everywhere. Accuracy against the majority class is in the reason.
-    The name "accuracy" is the check it replaces; ``min_accuracy``, when set, is an absolute
-    floor on top.
+    A positive ``prior_z`` demands skill shown at that z; the default is negative (a model
+    significantly worse than the prior fails, see ``aire.config.Gates``). The name
+    "accuracy" is the check it replaces; ``min_accuracy``, when set, is an absolute floor.
     """
     name = "accuracy"
     fields = ("candidate_accuracy", "baseline_accuracy", "prior_brier", "candidate_brier", "brier_gain_se")
@@ -211,8 +214,9 @@ def _beats_prior(gates: Gates, e: Evidence) -> Check:
         return _missing(name, gates.prior_z, absent, e)
     accuracy, majority, prior, ours, se = (float(v) for v in values)  # type: ignore[arg-type]
     gain, limit = prior - ours, round(gates.prior_z * se, 6)
-    # Strictly above: a model that predicts the prior itself (gain 0, SE 0) fails.
-    passed = gain > limit
+    # Demanding skill (z >= 0), strictly above: the prior itself (gain 0, SE 0) fails. Only
+    # refusing a worse model (z < 0), no worse than the prior passes.
+    passed = gain > limit if gates.prior_z >= 0 else gain >= limit - 1e-12
     reason = (f"Brier score {ours:.4f} vs the prior's {prior:.4f}: gain {gain:+.4f} {'>' if passed else '<='} "
               f"{gates.prior_z} x paired SE {se:.4f}; accuracy {accuracy:.4f} vs the majority class's {majority:.4f}")
     if gates.min_accuracy is not None:
