@@ -26,7 +26,6 @@ from aire.constants import (
     TAG_DATA_DIGEST,
     TAG_SIGNED_DIGEST,
 )
-from aire.data.datasets import german_credit, make_batch
 from aire.errors import InputError, VerificationError
 from aire.home import PROJECT_ROOT, Home
 from aire.pipeline import stages
@@ -36,6 +35,7 @@ from aire.pipeline.runner import run_all
 from aire.registry.mlflow_registry import Registry
 from aire.trust.ledger import Ledger
 from aire.trust.verify import fetch_reference, fetch_verified
+from tests.support.batches import generated_batch
 from tests.support.homes import isolated_home
 
 pytestmark = pytest.mark.integration
@@ -44,20 +44,13 @@ CONFIG = PROJECT_ROOT / "include" / "config" / "credit_risk.yaml"
 NAME = "credit-risk"
 
 
-def batch(home: Home, seed: int, rows: int = 700, **defects: float) -> str:
-    frame, _ = make_batch(german_credit(), n_rows=rows, seed=seed, **defects)
-    path = home.root / f"batch-{seed}.csv"
-    frame.to_csv(path, index=False)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
     with isolated_home(tmp_path_factory.mktemp("home")):
         home = Home.from_env()
         prepare_home(home, migrate_airflow=False)
         assert run_all(RunSpec(str(CONFIG), str(home.data_dir / "batch_clean.csv"), "clean-1"))["outcome"] == "promoted"
-        assert run_all(RunSpec(str(CONFIG), batch(home, seed=3), "clean-2"))["outcome"] == "promoted"
+        assert run_all(RunSpec(str(CONFIG), generated_batch(home, seed=3), "clean-2"))["outcome"] == "promoted"
         rejected = run_all(RunSpec(str(CONFIG), str(home.data_dir / "batch_corrupt.csv"), "corrupt"))
         assert rejected["outcome"] == "rejected"
         yield home
@@ -210,7 +203,7 @@ class Killed(BaseException):
 
 def test_a_crash_after_the_champion_moved_is_completed_by_the_next_run(
         home: Home, registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = RunSpec(str(CONFIG), batch(home, seed=7), "crash-mid-promotion")
+    spec = RunSpec(str(CONFIG), generated_batch(home, seed=7), "crash-mid-promotion")
     champion = stages.validate_data(spec)["champion_version"]
     for step in (stages.analyze_errors, stages.fine_tune, stages.sign_model, stages.evaluate):
         step(spec, champion)
@@ -240,9 +233,9 @@ def test_a_run_kept_as_challenger_does_not_say_promoted(home: Home, registry: Re
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """A run judged against one champion, which moved before it promoted: the CLI said
     ``"outcome": "promoted"`` and exit 0 for a candidate that stayed the challenger."""
-    late = RunSpec(str(CONFIG), batch(home, seed=8), "judged-against-the-old-champion")
+    late = RunSpec(str(CONFIG), generated_batch(home, seed=8), "judged-against-the-old-champion")
     champion = stages.validate_data(late)["champion_version"]  # pins it
-    assert run_all(RunSpec(str(CONFIG), batch(home, seed=9), "moves-the-champion"))["outcome"] == "promoted"
+    assert run_all(RunSpec(str(CONFIG), generated_batch(home, seed=9), "moves-the-champion"))["outcome"] == "promoted"
     code, out, _ = cli(capsys, "run", "--run-key", late.run_key, "--batch", late.batch_uri)
     outcome = json.loads(out)
     assert outcome["gate"]["promote"] is True and outcome["gate"]["champion_version"] == champion

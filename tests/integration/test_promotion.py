@@ -22,7 +22,6 @@ import yaml
 
 from aire.cli.main import main
 from aire.constants import CHALLENGER, CHAMPION, PREVIOUS
-from aire.data.datasets import german_credit, make_batch
 from aire.home import PROJECT_ROOT, Home
 from aire.incidents.store import IncidentStore
 from aire.pipeline import stages
@@ -31,6 +30,7 @@ from aire.pipeline.run_context import RunSpec
 from aire.pipeline.runner import run_all
 from aire.registry.mlflow_registry import Registry
 from aire.trust.ledger import Ledger
+from tests.support.batches import generated_batch
 from tests.support.homes import isolated_home
 
 pytestmark = pytest.mark.integration
@@ -47,18 +47,11 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
         yield home
 
 
-def batch(home: Home, seed: int, rows: int = 700, **defects: float) -> str:
-    frame, _ = make_batch(german_credit(), n_rows=rows, seed=seed, **defects)
-    path = home.root / f"batch-{seed}.csv"
-    frame.to_csv(path, index=False)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def story(home: Home) -> dict[str, Any]:
     first = run_all(RunSpec(str(CONFIG), str(home.data_dir / "batch_clean.csv"), "clean-1"))
     corrupt = run_all(RunSpec(str(CONFIG), str(home.data_dir / "batch_corrupt.csv"), "corrupt"))
-    second = run_all(RunSpec(str(CONFIG), batch(home, seed=3), "clean-2"))
+    second = run_all(RunSpec(str(CONFIG), generated_batch(home, seed=3), "clean-2"))
     return {"first": first, "corrupt": corrupt, "second": second}
 
 
@@ -170,7 +163,7 @@ def test_ledger_prints_and_a_tampered_ledger_is_detected(home: Home, story: dict
 
 
 def test_a_failed_evaluation_still_gets_a_reject_decision(home: Home, story: dict[str, Any]) -> None:
-    spec = RunSpec(str(CONFIG), batch(home, seed=4), "evaluate-dies")
+    spec = RunSpec(str(CONFIG), generated_batch(home, seed=4), "evaluate-dies")
     champion = stages.validate_data(spec)["champion_version"]
     stages.analyze_errors(spec, champion)
     stages.fine_tune(spec, champion)
@@ -212,7 +205,7 @@ def test_two_concurrent_promotions_leave_one_champion_judged_against_its_predece
     config.write_text(yaml.safe_dump({**yaml.safe_load(CONFIG.read_text()), "name": "race", "gates": loose}))
     assert run_all(RunSpec(str(config), str(home.data_dir / "batch_clean.csv"), "race-base"))["outcome"] == "promoted"
     for seed in (5, 6):
-        spec = RunSpec(str(config), batch(home, seed=seed), f"race-{seed}")
+        spec = RunSpec(str(config), generated_batch(home, seed=seed), f"race-{seed}")
         champion = stages.validate_data(spec)["champion_version"]
         stages.analyze_errors(spec, champion)
         stages.fine_tune(spec, champion)
