@@ -3,11 +3,12 @@ who may write, and what a write records.
 
 One home with a real pipeline run (the clean example batch: champion v1, its reports) and
 incidents recorded in its store; one ``airflow api-server`` on PostgreSQL serving it, with
-three users: ``viewer`` (role viewer), ``op`` (role user) and ``admin`` (role admin).
+four users, one per simple-auth role: ``viewer`` (role viewer), ``op`` (role user, despite its
+name), ``operator`` (role op) and ``admin`` (role admin).
 
 The matrix: anonymous gets 401 on every route, read or write; the viewer reads every page
-and gets 403 on every write, which leaves the incident as it was; the user and the admin
-acknowledge, resolve and request a rollback, and their names land on the incident's
+and gets 403 on every write, which leaves the incident as it was; the user, the op and the
+admin acknowledge, resolve and request a rollback, and their names land on the incident's
 timeline and in the rollback run (its conf's reason, which the DAG writes into the ledger,
 and its triggering user).
 """
@@ -37,7 +38,9 @@ pytestmark = pytest.mark.integration
 
 CONFIG = PROJECT_ROOT / "include" / "config" / "credit_risk.yaml"
 RUN_ID = "manual__2026-12-02T10:00:00+00:00"  # an Airflow run id: ':' and '+' in the URL
-USERS = {"viewer": ("viewer", "viewer-pw-7Qx"), "op": ("user", "op-pw-3Lm"), "admin": ("admin", "admin-pw-9Kd")}
+USERS = {"viewer": ("viewer", "viewer-pw-7Qx"), "op": ("user", "op-pw-3Lm"), "operator": ("op", "operator-pw-8Wz"),
+         "admin": ("admin", "admin-pw-9Kd")}
+WRITERS = ["op", "operator", "admin"]  # roles user, op and admin: each has edit rights on DAGs
 HOSTILE_TITLE = '<script>alert("owned")</script> drift on "purpose" & \'housing\''
 
 
@@ -65,7 +68,9 @@ def _record(home: Home) -> dict[str, int]:
     ids = {}
     with IncidentStore(home.incidents_db_url) as store:
         for purpose, title in (("ack-op", "gate rejected run 2"), ("ack-admin", "gate rejected run 3"),
+                               ("ack-operator", "gate rejected run 4"),
                                ("resolve-op", "validation failed"), ("resolve-admin", "signature failed"),
+                               ("resolve-operator", "reference missing"),
                                ("viewer", "the viewer may not touch this"), ("hostile", HOSTILE_TITLE)):
             incident, _ = store.record(f"ui-test-{purpose}", pipeline="credit-risk", title=title,
                                        severity=Severity.HIGH, evidence={"note": title},
@@ -146,8 +151,9 @@ def test_anonymous_gets_401_on_every_route(ui: Ui) -> None:
     assert forged.status_code == 403 and "credit-risk" not in forged.text  # Airflow: a token that does not verify
 
 
-def test_the_viewer_reads_every_page(ui: Ui) -> None:
-    with ui.client("viewer") as client:
+@pytest.mark.parametrize("reader", ["viewer", "operator"])  # the least and a middle role
+def test_a_reader_reads_every_page(ui: Ui, reader: str) -> None:
+    with ui.client(reader) as client:
         for route in READS:
             response = client.get(route)
             assert response.status_code == 200, (route, response.text[:500])
@@ -172,7 +178,7 @@ def test_the_viewer_gets_403_on_every_write_and_nothing_changes(ui: Ui) -> None:
     assert after.status is Status.OPEN and after.timeline == before.timeline
 
 
-@pytest.mark.parametrize("user", ["op", "admin"])  # roles user and admin
+@pytest.mark.parametrize("user", WRITERS)
 def test_a_user_acknowledges_and_their_name_lands_on_the_timeline(ui: Ui, user: str) -> None:
     incident_id = ui.incidents[f"ack-{user}"]
     with ui.client(user) as client:
@@ -185,7 +191,7 @@ def test_a_user_acknowledges_and_their_name_lands_on_the_timeline(ui: Ui, user: 
     assert f"<td>acknowledged</td><td>by {user}</td>" in page.text
 
 
-@pytest.mark.parametrize("user", ["op", "admin"])
+@pytest.mark.parametrize("user", WRITERS)
 def test_a_user_resolves_with_a_note(ui: Ui, user: str) -> None:
     incident_id = ui.incidents[f"resolve-{user}"]
     with ui.client(user) as client:
@@ -211,7 +217,7 @@ def test_writes_take_only_a_json_body_posted_to_the_incidents_own_dag(ui: Ui) ->
     assert ui.incident("viewer").status is Status.OPEN
 
 
-@pytest.mark.parametrize("user", ["op", "admin"])
+@pytest.mark.parametrize("user", WRITERS)
 def test_a_rollback_request_triggers_aire_rollback_in_the_users_name(ui: Ui, user: str) -> None:
     with ui.client(user) as client:
         response = client.post("/aire/dags/aire_rollback/rollback",
