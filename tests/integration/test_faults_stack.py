@@ -121,7 +121,7 @@ def test_an_upload_cut_half_way_leaves_no_object_and_keeps_the_previous_one(depl
         assert store.get_file("model.bin", target).read_bytes() == b"the previous model"
         assert deployment.s3.keys(DATA_BUCKET, "cut/") == ["cut/model.bin"]
     finally:
-        proxy.down()
+        proxy.close()
 
 
 def test_postgres_connections_dropped_mid_run_the_run_recovers(deployment: Deployment, tmp_path: Path) -> None:
