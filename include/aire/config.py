@@ -133,7 +133,7 @@ class Gates(_Strict):
     champion's own error analysis (noise, per-group suspect rates), or a baseline computed on
     the batch itself (the prior model, which predicts the training labels' majority class).
     With no champion (a first run) the champion comparisons are "not applicable" and say so;
-    the rest judge the candidate alone (README, "The promotion gate").
+    the rest judge the candidate alone (README, "The gate").
 
     The defaults protect without tuning (``gates: {}``). They were first sized on German
     Credit with the demo's batches (bench/evaluation.py ``spread``: champion on 700 rows,
