@@ -87,7 +87,8 @@ def test_clean_batch_becomes_a_verified_champion(home: Home, first_run: dict) ->
                          env=airflow_env(home), capture_output=True, text=True, check=True)
     status = json.loads(out.stdout)
     assert status["champion"]["version"] == 1 and status["champion"]["verified"] is True
-    assert set(status) == {"model", "champion", "incidents"}
+    assert set(status) == {"model", "champion", "incidents", "using"}
+    assert status["using"]["home"] == str(home.root)  # where every store comes from (aire env)
     assert set(status["champion"]) == {"version", "digest", "verified"} and status["incidents"]["open"] == 0
 
 
