@@ -44,6 +44,10 @@ class RowCache:
         found = keys[at] == hashes
         return found, self._values[digest][at[found]]
 
+    def clear(self) -> None:
+        self._keys.clear()
+        self._values.clear()
+
     def add(self, digest: str, hashes: np.ndarray, probabilities: np.ndarray) -> None:
         keys = np.concatenate([self._keys.get(digest, np.zeros(0, np.uint64)), hashes])
         values = probabilities if digest not in self._values else np.concatenate([self._values[digest], probabilities])
