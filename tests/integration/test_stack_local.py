@@ -4,12 +4,15 @@ basic auth, credentials from Airflow connections.
 
 The story, in order: a batch lands under the landing prefix; aire_landing announces it
 as an Asset event; the scheduler starts aire_retrain on that batch; it promotes a
-champion whose artifacts sit in the bucket. Polling again finds nothing new. No task
-log holds a secret, and a probe task that prints them shows them masked.
+champion whose artifacts sit in the bucket. Polling again finds nothing new. aire_score
+scores a batch from the bucket into the bucket with that champion, verified. No task log
+holds a secret, and a probe task that prints them shows them masked.
 """
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +22,7 @@ from aire_airflow.schedules import LANDING_ASSET as LANDING
 from tests.support.deployment import (
     ARTIFACT_BUCKET,
     CONFIG,
+    DATA_BUCKET,
     Deployment,
     create_experiment,
     environment,
@@ -32,7 +36,7 @@ LANDED_KEY = "landing/credit-risk/2026-11-26/batch.csv"
 
 @pytest.fixture(scope="module")
 def deployment(deploy: Callable[..., Deployment]) -> Deployment:
-    return deploy()
+    return deploy(extra_dags=("aire_score.py",))
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +105,33 @@ def test_polling_again_finds_nothing_new_and_starts_nothing(deployment: Deployme
                          "WHERE a.name = %s", LANDING)
     assert events[0][0] == 1
     assert len([r for r in stack.runs("aire_retrain") if r["run_type"] == "asset_triggered"]) == 1
+
+
+def test_aire_score_scores_a_batch_from_the_bucket_into_the_bucket_with_the_champion(
+        deployment: Deployment, landed: dict[str, Any]) -> None:
+    import pandas as pd
+
+    from aire.registry.mlflow_registry import Registry
+
+    stack, s3 = deployment.stack, deployment.s3.client()
+    source = deployment.put_batch("scoring/credit-risk/to-score.csv")
+    out_key = "scores/credit-risk/stack-first.parquet"
+    run_id = stack.trigger("aire_score", {"config": str(CONFIG), "batch": source,
+                                          "out": f"s3://{DATA_BUCKET}/{out_key}", "batch_id": "stack-first"})
+    state = stack.wait_run("aire_score", run_id, timeout=300)
+    assert state == "success", stack.log("aire_score", run_id, "score", 1)[-3000:]
+    with environment(deployment.client_env()):
+        champion = Registry(deployment.mlflow.uri).champion("credit-risk")
+    assert champion is not None
+    batch = pd.read_csv(deployment.home / "data" / "batch_clean.csv")
+    scored = pd.read_parquet(io.BytesIO(s3.get_object(Bucket=DATA_BUCKET, Key=out_key)["Body"].read()))
+    assert scored["row_id"].tolist() == batch["row_id"].tolist()
+    assert set(scored["model_version"]) == {champion.version}
+    assert set(scored["model_digest"]) == {champion.signed_digest}
+    summary_key = "scores/credit-risk/stack-first.summary.json"
+    summary = json.loads(s3.get_object(Bucket=DATA_BUCKET, Key=summary_key)["Body"].read())
+    assert summary["rows"] == len(batch) and summary["served_by"]["source"] == "champion"
+    assert sum(summary["odd"]["counts"].values()) == len(batch)
 
 
 @pytest.fixture(scope="module")

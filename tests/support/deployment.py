@@ -155,10 +155,12 @@ class Deployment:
 def start_deployment(root: Path, databases: Databases, template: str, s3_server: S3Server,
                      mlflow_server: MlflowServer, incidents_db: str, log_dir: Path, token: str,
                      executor: str = "LocalExecutor", workers: dict[str, str] | None = None,
-                     env: dict[str, str] | None = None, components: bool = True) -> Deployment:
+                     env: dict[str, str] | None = None, components: bool = True,
+                     extra_dags: tuple[str, ...] = ()) -> Deployment:
     """Start api-server, scheduler, dag-processor (and workers) on a clone of ``template``.
 
     ``components=False`` starts none: the metadata DB and environment for `airflow dags test`.
+    ``extra_dags`` adds DAG files of the repository to ``STACK_DAGS`` for one deployment.
     """
     from aire.home import Home
     from aire.pipeline.home_setup import prepare_home
@@ -167,7 +169,7 @@ def start_deployment(root: Path, databases: Databases, template: str, s3_server:
     prepare_home(Home(home), migrate_airflow=False)  # keys and the example batches
     dags = root / "dags"
     dags.mkdir()
-    for dag_file in STACK_DAGS:  # the DAGs under test, not every DAG of the repository
+    for dag_file in STACK_DAGS + extra_dags:  # the DAGs under test, not every DAG of the repository
         (dags / dag_file).symlink_to(ROOT / "dags" / dag_file)
     (dags / "aire_test_secrets_probe.py").write_text(SECRETS_PROBE)
     proxy = FlakyProxy(s3_server.port)
