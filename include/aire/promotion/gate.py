@@ -216,8 +216,10 @@ def _beats_prior(gates: Gates, e: Evidence) -> Check:
     gain, limit = prior - ours, round(gates.prior_z * se, 6)
     # Demanding skill (z >= 0), strictly above: the prior itself (gain 0, SE 0) fails. Only
     # refusing a worse model (z < 0), no worse than the prior passes.
-    passed = gain > limit if gates.prior_z >= 0 else gain >= limit - 1e-12
-    reason = (f"Brier score {ours:.4f} vs the prior's {prior:.4f}: gain {gain:+.4f} {'>' if passed else '<='} "
+    demanding = gates.prior_z >= 0
+    passed = gain > limit if demanding else gain >= limit - 1e-12
+    shown = ('>' if passed else '<=') if demanding else ('>=' if passed else '<')
+    reason = (f"Brier score {ours:.4f} vs the prior's {prior:.4f}: gain {gain:+.4f} {shown} "
               f"{gates.prior_z} x paired SE {se:.4f}; accuracy {accuracy:.4f} vs the majority class's {majority:.4f}")
     if gates.min_accuracy is not None:
         floor = accuracy >= gates.min_accuracy

@@ -65,6 +65,8 @@ def test_a_95_percent_majority_model_is_judged_on_skill_not_on_its_accuracy() ->
     # The default rejects a model significantly worse than the prior ...
     assert _check(skilled, "accuracy").passed and not _check(worse, "accuracy").passed
     assert _check(prior, "accuracy").passed  # ... and lets the prior itself through: no worse than itself
+    assert "gain +0.0000 >= -2.326 x paired SE" in _check(prior, "accuracy").reason  # the rule it passed
+    assert " < -2.326 x paired SE" in _check(worse, "accuracy").reason
     # A positive prior_z demands shown skill: then the prior itself fails (gain 0 is not > 0).
     assert _check(skilled, "accuracy", prior_z=2.326).passed and not _check(prior, "accuracy", prior_z=2.326).passed
 
