@@ -179,10 +179,8 @@ def redecide(records: list[dict[str, Any]], gates: dict[str, Any]) -> list[dict[
         values = {k: v for k, v in evidence.items() if k in known}
         for key in tuples & values.keys():
             values[key] = tuple(values[key]) if values[key] is not None else None
-        for key in nested & values.keys():
-            values[key] = tuple(tuple(row) for row in values[key]) if values[key] is not None else None
         if "group_label_shifts" not in values and r["kind"] != "first" and not values.get("first_run"):
-            values["group_label_shifts"] = _label_shifts(r, gates)
+            values["group_label_shifts"] = _label_shifts(r, gates)  # older records lack them
         for key in nested & values.keys():
             values[key] = tuple(tuple(row) for row in values[key]) if values[key] is not None else None
         decision = decide(chosen, Evidence(**values))
