@@ -34,6 +34,11 @@ class ColumnProfile:
     minimum: float | None = None  # numeric only
     maximum: float | None = None
     values: tuple[Scalar, ...] | None = None  # categorical only, sorted
+    # Categorical only: the share of the reference's non-missing values whose category occurs
+    # exactly once, Good-Turing's estimate of how often a fresh value is one never seen. 0 for
+    # a closed set (every category seen twice or more); None in profiles written before it,
+    # which validation reads as 0 (no unseen value allowed).
+    singleton_share: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +47,7 @@ class ColumnProfile:
             "minimum": self.minimum,
             "maximum": self.maximum,
             "values": None if self.values is None else list(self.values),
+            "singleton_share": self.singleton_share,
         }
 
 
@@ -90,6 +96,7 @@ class ReferenceProfile:
                     minimum=None if c.get("minimum") is None else float(c["minimum"]),
                     maximum=None if c.get("maximum") is None else float(c["maximum"]),
                     values=None if c.get("values") is None else _scalars(c["values"]),
+                    singleton_share=_share(c.get("singleton_share")),
                 )
                 for c in data["columns"]
             )
@@ -104,6 +111,14 @@ class ReferenceProfile:
             raise InputError(
                 f"reference profile is malformed: {type(exc).__name__}: {exc}"
             ) from None
+
+
+def _share(raw: Any) -> float | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0.0 <= float(raw) <= 1.0:
+        raise ValueError(f"singleton_share must be a number in [0, 1], got {raw!r:.80}")
+    return float(raw)
 
 
 def _scalars(raw: Any) -> tuple[Scalar, ...]:
@@ -153,11 +168,18 @@ def learn_profile(
         if c not in dataset.features.numeric
     ]
     for column in dict.fromkeys(categorical):
-        columns.append(ColumnProfile(column, ColumnKind.CATEGORICAL, values=_distinct(df[column])))
+        columns.append(ColumnProfile(column, ColumnKind.CATEGORICAL, values=_distinct(df[column]),
+                                     singleton_share=_singleton_share(df[column])))
     classes = _distinct(df[dataset.label])
     if not classes:
         raise DataValidationError(source, dataset.label, "not null", "the reference has no labels")
     return ReferenceProfile(dataset.label, classes, len(df), tuple(columns), range_tolerance)
+
+
+def _singleton_share(series: pd.Series) -> float:
+    counts = series.dropna().map(json_safe).value_counts()
+    total = int(counts.sum())
+    return float((counts == 1).sum()) / total if total else 0.0
 
 
 def _distinct(series: pd.Series) -> tuple[Scalar, ...]:

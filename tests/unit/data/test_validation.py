@@ -305,3 +305,48 @@ def test_inf_and_nan_survive_a_csv_round_trip_and_fail(
     report = validate_batch(read_table(str(path)), _config(), profile, source=str(path))
     failed = {(c.column, c.rule) for c in report.failures}
     assert {("credit_amount", "finite"), ("credit_amount", "not null")} <= failed
+
+
+# --- unseen categories: a Good-Turing allowance for open-ended columns ----------------------
+def test_unseen_allowance_is_zero_for_a_closed_set_and_grows_with_the_singleton_share() -> None:
+    from aire.data.validation import unseen_allowance
+
+    assert unseen_allowance(0.0, 1000) == 0 and unseen_allowance(None, 1000) == 0
+    assert unseen_allowance(0.003, 0) == 0
+    # 0.3% singletons over 705 values: 2.1 expected, the 99% Poisson bound is 6
+    assert unseen_allowance(0.003, 705) == 6
+    assert unseen_allowance(0.05, 1000) > unseen_allowance(0.05, 100)
+
+
+def test_an_open_ended_column_allows_a_few_unseen_values_and_a_closed_one_none() -> None:
+    """housing here is open-ended: 20 of the reference's 1000 values are one-off categories
+    (singleton share 0.02), so a 500-row batch expects 10 unseen values and may hold up to
+    their 99% Poisson bound, 18: 12 pass, 40 are a jump and fail. sex stays a closed set."""
+    reference = _sample(1000, seed=1)
+    reference.loc[:19, "housing"] = [f"street-{i}" for i in range(20)]
+    profile = learn_profile(reference, _config())
+    assert profile.column("housing").singleton_share == pytest.approx(0.02)  # type: ignore[union-attr]
+    assert profile.column("sex").singleton_share == 0.0  # type: ignore[union-attr]
+    assert ReferenceProfile.from_dict(json.loads(json.dumps(profile.to_dict()))) == profile
+
+    few = _sample(500, seed=5)
+    few.loc[:11, "housing"] = [f"lane-{i}" for i in range(12)]
+    report = validate_batch(few, _config(), profile, source="few.csv")
+    assert report.success, report.failures
+    many = _sample(500, seed=5)
+    many.loc[:39, "housing"] = [f"lane-{i}" for i in range(40)]
+    _failure(validate_batch(many, _config(), profile, source="many.csv"), "housing", "known categories")
+    one_sex = _sample(500, seed=5)
+    one_sex.loc[0, "sex"] = "unknown"
+    _failure(validate_batch(one_sex, _config(), profile, source="sex.csv"), "sex", "known categories")
+
+
+def test_a_profile_written_before_the_allowance_stays_exact(profile: ReferenceProfile) -> None:
+    old = profile.to_dict()
+    for column in old["columns"]:
+        column.pop("singleton_share")
+    restored = ReferenceProfile.from_dict(old)
+    assert restored.column("housing").singleton_share is None  # type: ignore[union-attr]
+    batch = _sample(500, seed=6)
+    batch.loc[0, "housing"] = "castle"
+    _failure(validate_batch(batch, _config(), restored, source="b"), "housing", "known categories")
