@@ -168,7 +168,7 @@ def redecide(records: list[dict[str, Any]], gates: dict[str, Any]) -> list[dict[
 
     chosen = Gates(**gates)
     tuples = {"leaking_features", "fairness_small_groups"}
-    nested = {"group_suspect_rates", "champion_group_suspect_rates", "group_label_shifts"}
+    nested = {"group_suspect_rates", "champion_group_suspect_rates", "group_label_shifts", "feature_tests"}
     known = {f.name for f in fields(Evidence)}
     decided = []
     for r in records:

@@ -6,6 +6,8 @@ unchanged to it; the null-rate change and unseen categories are therefore comput
 and a null rate that rose by more than ``gates.max_null_rate_increase`` counts as drift.
 A column with no values at all on either side cannot be tested: it counts as drifted and
 is listed in ``untestable_columns``, which the gate reads as incomplete drift evidence.
+Beside Evidently's verdicts, every testable feature gets a native two-sample test
+(``aire.evaluation.two_sample``: effect size and p-value) for the gate's per-feature check.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from aire import atomic
 from aire.config import PipelineConfig
 from aire.constants import DRIFT_HTML, DRIFT_JSON
 from aire.errors import AireError, DataValidationError
+from aire.evaluation.two_sample import FeatureTest, categorical_test, numeric_test
 
 __all__ = ["ColumnDrift", "DriftResult", "NullRate", "drift"]
 
@@ -69,6 +72,9 @@ class DriftResult:
     # Columns with no values on one side: counted as drifted, but their drift is unmeasured,
     # so the gate treats the drift evidence as incomplete and rejects.
     untestable_columns: tuple[str, ...] = ()
+    # Each testable feature's own two-sample test (effect size, p-value); the gate applies
+    # the family-wise correction over the features and the effect floor.
+    feature_tests: dict[str, FeatureTest] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +88,7 @@ class DriftResult:
             "n_current": self.n_current,
             "files": dict(self.files),
             "untestable_columns": list(self.untestable_columns),
+            "feature_tests": {col: t.to_dict() for col, t in self.feature_tests.items()},
         }
 
 
@@ -130,6 +137,8 @@ def drift(reference: pd.DataFrame, current: pd.DataFrame, config: PipelineConfig
             reason = f"null rate rose by {rate.change:.3f} (> {limit})"
             per_feature[column] = ColumnDrift(old.method, old.score, old.threshold, True, (*old.reasons, reason))
 
+    tests = {c: (numeric_test if c in numeric else categorical_test)(reference[c], current[c])
+             for c in features if c in testable}
     ordered = {c: per_feature[c] for c in features}
     drifted = tuple(c for c, d in ordered.items() if d.drifted)
     return DriftResult(
@@ -138,6 +147,7 @@ def drift(reference: pd.DataFrame, current: pd.DataFrame, config: PipelineConfig
         evidently_drift_share=evidently_share, n_reference=len(reference), n_current=len(current),
         files={"drift_html": str(out_dir / "drift.html"), "drift_json": str(out_dir / "drift.json")},
         untestable_columns=tuple(c for c in features if c not in testable),
+        feature_tests=tests,
     )
 
 

@@ -6,6 +6,7 @@ needs them.
 
 Where each field comes from:
 - evaluation.json (``aire.evaluation.report.write_report``): drift.drift_share,
+  drift.feature_tests (each feature's two-sample test: method, effect, p-value),
   quality.candidate.accuracy (the whole holdout), quality.baseline.{accuracy, accuracy_gain_se,
   brier, candidate_brier, brier_gain_se} (the prior model on the same rows),
   quality.comparison.{candidate,champion}
@@ -16,13 +17,14 @@ Where each field comes from:
   fairness.label_shift.shifts (per-group label shares against the champion's batch), and
   fairness.candidate.small_groups (groups reported, not compared);
 - the error analysis summary.json: estimated_noise_rate (None when the analysis was skipped)
-  and n_rows, the rows behind it (its binomial standard error),
+  and n_rows, the rows behind it (its binomial standard error), per_class (one entry per
+  class: the classes with rows set the noise cap's no-signal level),
   and leakage.flagged, the features that alone predict the label (``label_leakage``);
   per_group, each sensitive group's share of suspected label errors
   (``group_suspect_rate_gap``: noise that concentrates in one group is a fairness problem);
 - ``champion_noise_rate``: set by the caller from the champion's training run (the MLflow
   metric analysis.estimated_noise_rate): the noise check's baseline. Only a first run goes
-  without it (the absolute cap ``max_noise_rate`` is then the limit);
+  without it (the cap, a multiple of the no-signal level, is then the limit);
 - ``champion_noise_rows`` and ``champion_group_suspect_rates``: set by the caller from the
   champion's training run's own summary.json (``champion_analysis``, the artifact
   analysis/summary.json), the baselines of the noise error bar and of the group check;
@@ -75,6 +77,12 @@ def evidence_from_files(evaluation_json: Path | None, analysis_summary_json: Pat
     if untestable:  # a share over columns that could not all be tested is not a measurement
         values["drift_share"] = None
         missing["drift_share"] = f"drift not computable for column(s) {untestable}: no values to test"
+    tests = _feature_tests(_dig(evaluation, ("drift", "feature_tests")))
+    if tests is not None:
+        values["feature_tests"] = tests
+    else:
+        missing["feature_tests"] = (evaluation if isinstance(evaluation, str)
+                                    else "drift.feature_tests is absent or malformed")
     take("candidate_accuracy", evaluation, ("quality", "candidate", "accuracy"), "rate")
     take("compared_candidate_accuracy", evaluation, ("quality", "comparison", "candidate", "accuracy"), "rate")
     take("compared_champion_accuracy", evaluation, ("quality", "comparison", "champion", "accuracy"), "rate")
@@ -123,6 +131,12 @@ def evidence_from_files(evaluation_json: Path | None, analysis_summary_json: Pat
         values["noise_rows"] = rows
     else:
         missing["noise_rows"] = _why_absent(analysis, "n_rows is absent or not a positive count")
+    present = _classes_present(_dig(analysis, ("per_class",)))
+    if present is not None and present >= 2:
+        values["noise_classes"] = present
+    else:
+        missing["noise_classes"] = _why_absent(analysis, "per_class is absent, malformed or has fewer than two "
+                                                         "classes with rows")
     groups = _group_rates(_dig(analysis, ("per_group",)))
     if groups is not None and not (isinstance(analysis, dict) and analysis.get("skipped") is True):
         values["group_suspect_rates"] = groups
@@ -188,6 +202,31 @@ def _group_rates(raw: Any) -> tuple[tuple[str, str, int, float], ...] | None:
             return None
         rows.append((column, group, n, rate))
     return tuple(rows)
+
+
+def _classes_present(raw: Any) -> int | None:
+    """Classes with rows in the analysed batch (an absent class takes no part in the estimate)."""
+    if not isinstance(raw, list):
+        return None
+    rows = [_dig(entry, ("n_rows",)) for entry in raw]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in rows):
+        return None
+    return sum(1 for n in rows if n > 0)
+
+
+def _feature_tests(raw: Any) -> tuple[tuple[str, str, float, float], ...] | None:
+    """(column, method, effect, p-value) per feature; None when any entry is malformed."""
+    if not isinstance(raw, dict) or not raw:
+        return None
+    out = []
+    for column, test in raw.items():
+        if not isinstance(test, dict):
+            return None
+        effect, p_value, method = _as_rate(test.get("effect")), _as_rate(test.get("p_value")), test.get("method")
+        if effect is None or p_value is None or not isinstance(method, str):
+            return None
+        out.append((str(column), method, effect, p_value))
+    return tuple(out)
 
 
 def _label_shifts(raw: Any) -> tuple[tuple[str, str, str, int, int, float, float], ...] | None:

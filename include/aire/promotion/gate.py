@@ -14,16 +14,19 @@ Every check compares the candidate with a baseline and allows a tolerance plus
 - ``group_suspect_rate_gap``: the champion's per-group suspect rates (difference in
   differences, four proportions), and ``group_label_shift``: each group's label shares
   against the champion's training batch (the same form), both with family-wise z;
+- ``drift_share`` (Evidently's share of drifted features) and ``feature_shift``: any one
+  feature whose two-sample test is significant at the family-wise ``drift_alpha``
+  (Bonferroni) with an effect of at least ``min_drift_effect``;
 - ``fairness_gap``: reported always; an absolute limit only when the config sets one.
 
 The gate fails closed: ``decide`` turns every piece of evidence a check needs that is None
 (``aire.promotion.evidence`` says why in ``Evidence.missing``) into a failed check whose
 reason starts with "missing evidence". First-run policy: the checks that need a champion
-(drift, the regressions, the fairness increase, the group suspect rates and label shares) are "not
+(drift and feature shift, the regressions, the fairness increase, the group suspect rates and label shares) are "not
 applicable" (reason ``NOT_APPLICABLE``) only when ``first_run`` is True and the champion's
 evidence is indeed absent; evidence that exists is always checked. Noise then has its
-absolute cap only, and the accuracy, leakage, validation, signature and fairness-measurability
-checks judge the candidate alone.
+cap only (a multiple of the no-signal level), and the accuracy, leakage, validation,
+signature and fairness-measurability checks judge the candidate alone.
 """
 
 from __future__ import annotations
@@ -42,10 +45,13 @@ NOT_APPLICABLE = "not applicable: first run (no champion)"
 class Evidence:
     validation_passed: bool | None = None
     drift_share: float | None = None
+    # (column, method, effect, p-value) per feature: aire.evaluation.two_sample's tests.
+    feature_tests: tuple[tuple[str, str, float, float], ...] | None = None
     first_run: bool = False
     noise_rate: float | None = None
     champion_noise_rate: float | None = None
     noise_rows: int | None = None  # rows behind each estimate: its binomial standard error
+    noise_classes: int | None = None  # classes the analysis knew (the noise cap's no-signal level)
     champion_noise_rows: int | None = None
     candidate_accuracy: float | None = None
     # The prior model (the training labels' class distribution; for accuracy their majority
@@ -122,6 +128,7 @@ def decide(gates: Gates, evidence: Evidence) -> GateDecision:
     checks = [
         _is_true("data_validation", e.validation_passed, "validation_passed", e),
         _drift(gates, e),
+        _feature_shift(gates, e),
         _noise(gates, e),
         _beats_prior(gates, e),
         _accuracy_drop(gates, e),
@@ -170,26 +177,69 @@ def _drift(gates: Gates, e: Evidence) -> Check:
     return _at_most("drift_share", e.drift_share, gates.max_drift_share, "drift_share", e)
 
 
+def _feature_shift(gates: Gates, e: Evidence) -> Check:
+    """No single feature moved both significantly and far (a filtered sub-population).
+
+    Significant: the feature's p-value times the number of features tested (Bonferroni)
+    is at most ``drift_alpha``, so a clean batch fails with probability at most that.
+    Far: the effect (KS D, or the total variation distance of category shares) is at least
+    ``min_drift_effect``, so that a large batch does not fail on a trivial difference.
+    """
+    name = "feature_shift"
+    if e.feature_tests is None:
+        if e.first_run:
+            return Check(name, None, gates.min_drift_effect, True, NOT_APPLICABLE)
+        return _missing(name, gates.min_drift_effect, ("feature_tests",), e)
+    tested = len(e.feature_tests)
+    shifted = [(column, method, effect, min(1.0, p * tested)) for column, method, effect, p in e.feature_tests
+               if effect >= gates.min_drift_effect and p * tested <= gates.drift_alpha]
+    strongest = max(e.feature_tests, key=lambda t: (t[2], -t[3]))
+    shown = shifted or [(strongest[0], strongest[1], strongest[2], min(1.0, strongest[3] * tested))]
+    described = "; ".join(f"{c} ({m} effect {x:.3f}, adjusted p {p:.2g})" for c, m, x, p in shown)
+    rule = f"effect >= {gates.min_drift_effect} and p x {tested} features <= {gates.drift_alpha}"
+    if shifted:
+        return Check(name, [c for c, *_ in shifted], gates.min_drift_effect, False, f"shifted: {described} ({rule})")
+    return Check(name, [], gates.min_drift_effect, True, f"no feature shifted ({rule}); largest: {described}")
+
+
 def _noise(gates: Gates, e: Evidence) -> Check:
     """Relative to the champion's own estimate plus z binomial standard errors of the
-    difference, never above the cap; the cap alone on a first run."""
+    difference, never above the cap; the cap alone on a first run.
+
+    The cap is ``max_noise_vs_no_signal`` times what the estimate reads when the labels
+    carry no information about the features: confident learning's per-class thresholds
+    make every class look equally likely then, so it reads about 1 - 1/K for K classes
+    whatever their shares (simulated: 0.49-0.52 for binary labels at 50/50, 70/30 and
+    94/6; 0.63-0.67 for three classes; 0.75-0.77 for five). An absolute ``max_noise_rate``
+    applies as well when the config sets one.
+    """
+    name = "noise_rate"
+    classes = e.noise_classes
+    if classes is None or classes < 2:
+        return _missing(name, None, ("noise_classes",), e)
+    no_signal = 1.0 - 1.0 / classes
+    cap = gates.max_noise_vs_no_signal * no_signal
+    cap_basis = f"{gates.max_noise_vs_no_signal} x the no-signal level {no_signal:.4f} ({classes} classes)"
+    if gates.max_noise_rate is not None and gates.max_noise_rate < cap:
+        cap, cap_basis = gates.max_noise_rate, f"max_noise_rate {gates.max_noise_rate}"
+    cap = round(cap, 6)
     baseline = _number(e.champion_noise_rate)
     if baseline is None and not e.first_run:
-        return _missing("noise_rate", gates.max_noise_rate, ("champion_noise_rate",), e)
+        return _missing(name, cap, ("champion_noise_rate",), e)
     if baseline is None:
-        limit, basis = gates.max_noise_rate, "first run: the absolute cap"
+        limit, basis = cap, f"first run: the cap, {cap_basis}"
     else:
         ours = _number(e.noise_rate)
         if ours is not None and (not e.noise_rows or not e.champion_noise_rows):
             absent = tuple(f for f in ("noise_rows", "champion_noise_rows") if not getattr(e, f))
-            return _missing("noise_rate", gates.max_noise_rate, absent, e)
+            return _missing(name, cap, absent, e)
         se = 0.0 if ours is None else math.sqrt(
             baseline * (1 - baseline) / int(e.champion_noise_rows or 1) + ours * (1 - ours) / int(e.noise_rows or 1))
         relative = baseline + gates.max_noise_rate_increase + gates.noise_z * se
-        limit = min(relative, gates.max_noise_rate)
+        limit = min(relative, cap)
         basis = (f"champion's {baseline:.4f} + {gates.max_noise_rate_increase} + {gates.noise_z} x SE {se:.4f}"
-                 + (f", capped at {gates.max_noise_rate}" if limit == gates.max_noise_rate else ""))
-    check = _at_most("noise_rate", e.noise_rate, round(limit, 6), "noise_rate", e)
+                 + (f", capped at {cap_basis}" if limit == cap else ""))
+    check = _at_most(name, e.noise_rate, round(limit, 6), "noise_rate", e)
     return check if check.value is None else replace(check, reason=f"{check.reason} ({basis})")
 
 

@@ -48,7 +48,7 @@ def models(config: PipelineConfig, data: dict[str, pd.DataFrame]) -> dict[str, T
 def _gate(out: Path, first_run: bool = False) -> Any:
     evidence = evidence_from_files(out / "evaluation.json", None, None, first_run)
     evidence = replace(evidence, validation_passed=True, noise_rate=0.2, champion_noise_rate=0.2, noise_rows=700,
-                       champion_noise_rows=700, leaking_features=(), group_suspect_rates=(),
+                       noise_classes=2, champion_noise_rows=700, leaking_features=(), group_suspect_rates=(),
                        champion_group_suspect_rates=(), signature_verified=True)
     return decide(Gates(), evidence)
 

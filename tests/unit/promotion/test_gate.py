@@ -25,7 +25,7 @@ from aire.promotion.gate import NOT_APPLICABLE, Evidence, decide
 
 REGRESSIONS = ["accuracy_drop_vs_champion", "macro_f1_drop_vs_champion", "roc_auc_drop_vs_champion",
                "calibration_error_increase_vs_champion"]
-CHECKS = ["data_validation", "drift_share", "noise_rate", "accuracy", *REGRESSIONS, "label_leakage",
+CHECKS = ["data_validation", "drift_share", "feature_shift", "noise_rate", "accuracy", *REGRESSIONS, "label_leakage",
           "group_suspect_rate_gap", "group_label_shift", "fairness_gap", "fairness_gap_increase_vs_champion",
           "signature_verified"]
 
@@ -37,6 +37,7 @@ CHAMPION_BASELINES: dict[str, Any] = {
     "champion_noise_rate": 0.28, "champion_noise_rows": 100_000,
     "champion_group_suspect_rates": (("sex", "female", 200, 0.16), ("sex", "male", 500, 0.13))}
 GOOD = Evidence(validation_passed=True, drift_share=0.1, first_run=False, noise_rate=0.25, noise_rows=100_000,
+                noise_classes=2, feature_tests=(("age", "ks", 0.04, 0.2), ("region", "chi2", 0.03, 0.5)),
                 candidate_accuracy=0.76, baseline_accuracy=0.60, accuracy_gain_se=0.02,
                 prior_brier=0.48, candidate_brier=0.38, brier_gain_se=0.02,
                 compared_candidate_accuracy=0.75,
@@ -77,6 +78,10 @@ def test_all_evidence_good_promotes() -> None:
     ({}, {"noise_rate": 0.34}, "noise_rate"),  # above the champion's 0.28 + 0.035 + 1.645 x SE 0.002
     ({}, {"noise_rate": 0.2, "champion_noise_rate": 0.1}, "noise_rate"),  # a clean champion is the bar
     ({"max_noise_rate": 0.3}, {"noise_rate": 0.31}, "noise_rate"),  # the cap: no ratcheting up
+    # the no-signal cap 0.9 x 0.5 binds below the relative limit of a noisy champion's 0.44
+    ({}, {"noise_rate": 0.46, "champion_noise_rate": 0.44}, "noise_rate"),
+    # one feature moved far and significantly: 0.3 >= 0.1 and 1e-9 x 2 features <= 0.01
+    ({}, {"feature_tests": (("age", "ks", 0.3, 1e-9), ("region", "chi2", 0.03, 0.5))}, "feature_shift"),
     ({"min_accuracy": 0.8}, {}, "accuracy"),  # the optional absolute floor
     ({}, {"candidate_brier": 0.53}, "accuracy"),  # worse than the prior by 0.05 > 2.326 x 0.02
     ({"prior_z": 2.0}, {"candidate_brier": 0.441}, "accuracy"),  # beats it by 0.039 < 2 x 0.02
@@ -127,11 +132,37 @@ def test_noise_limit_is_the_champions_estimate_plus_the_margin_and_error_bar_und
     assert relative.threshold == pytest.approx(0.315 + 1.645 * se, abs=1e-6)
     assert "champion's 0.2800 + 0.035 + 1.645 x SE 0.0020" in relative.reason
     capped = _check(Gates(), replace(GOOD, champion_noise_rate=0.48), "noise_rate")
-    assert capped.threshold == pytest.approx(0.5) and "capped at 0.5" in capped.reason
+    assert capped.threshold == pytest.approx(0.45) and "capped at 0.9 x the no-signal level 0.5000" in capped.reason
     first = _check(Gates(), replace(GOOD, first_run=True, champion_noise_rate=None), "noise_rate")
-    assert first.passed and first.threshold == 0.5 and "first run" in first.reason
-    assert not _check(Gates(), replace(GOOD, first_run=True, champion_noise_rate=None, noise_rate=0.51),
+    assert first.passed and first.threshold == 0.45 and "first run" in first.reason
+    assert not _check(Gates(), replace(GOOD, first_run=True, champion_noise_rate=None, noise_rate=0.46),
                       "noise_rate").passed
+
+
+def test_the_noise_cap_follows_the_number_of_classes() -> None:
+    """No-signal labels read about 1 - 1/K: five classes at 0.6 are far from it, two are not."""
+    first = replace(GOOD, first_run=True, champion_noise_rate=None, noise_rate=0.6)
+    five = _check(Gates(), replace(first, noise_classes=5), "noise_rate")
+    assert five.passed and five.threshold == pytest.approx(0.9 * 0.8) and "(5 classes)" in five.reason
+    assert not _check(Gates(), first, "noise_rate").passed  # binary: 0.6 > 0.45
+    absolute = _check(Gates(max_noise_rate=0.55), replace(first, noise_classes=5), "noise_rate")
+    assert not absolute.passed and absolute.threshold == 0.55 and "max_noise_rate 0.55" in absolute.reason
+
+
+def test_feature_shift_needs_a_significant_and_a_large_effect() -> None:
+    """Bonferroni over the features tested, and an effect floor a huge batch cannot cross by chance."""
+    def shift(effect: float, p: float, features: int = 10) -> Any:
+        tests = (("age", "ks", effect, p), *((f"f{i}", "ks", 0.01, 0.9) for i in range(features - 1)))
+        return _check(Gates(), replace(GOOD, feature_tests=tests), "feature_shift")
+
+    far = shift(0.45, 1e-40)
+    assert not far.passed and far.value == ["age"] and "age (ks effect 0.450" in far.reason
+    assert shift(0.45, 0.002).passed  # p 0.002 x 10 features = 0.02 > 0.01: could be chance
+    assert not shift(0.45, 0.002, features=1).passed  # alone, 0.002 <= 0.01
+    small = shift(0.05, 1e-40)  # real but small (a million rows see it): Evidently's share judges that
+    assert small.passed and small.value == [] and "largest: age" in small.reason
+    missing = _check(Gates(), replace(GOOD, feature_tests=None), "feature_shift")
+    assert not missing.passed and missing.reason.startswith("missing evidence")
 
 
 def test_a_champion_without_a_noise_baseline_fails_closed() -> None:
@@ -144,7 +175,9 @@ def test_a_champion_without_a_noise_baseline_fails_closed() -> None:
 @pytest.mark.parametrize(("field", "checks"), [
     ("validation_passed", ["data_validation"]),
     ("drift_share", ["drift_share"]),
+    ("feature_tests", ["feature_shift"]),
     ("noise_rate", ["noise_rate"]),
+    ("noise_classes", ["noise_rate"]),
     ("champion_noise_rate", ["noise_rate"]),
     ("candidate_accuracy", ["accuracy"]),
     ("baseline_accuracy", ["accuracy"]),
@@ -182,11 +215,12 @@ def test_missing_evidence_fails_closed(field: str, checks: list[str]) -> None:
 
 def test_nan_counts_as_missing() -> None:
     decision = decide(Gates(), replace(GOOD, noise_rate=math.nan))
-    assert decision.failed == ["noise_rate"] and "missing evidence" in decision.checks[2].reason
+    assert decision.failed == ["noise_rate"] and "missing evidence" in decision.checks[3].reason
 
 
 def test_first_run_waives_only_what_needs_a_champion() -> None:
-    first = replace(GOOD, first_run=True, drift_share=None, champion_noise_rate=None, champion_noise_rows=None,
+    first = replace(GOOD, first_run=True, drift_share=None, feature_tests=None, champion_noise_rate=None,
+                    champion_noise_rows=None,
                     champion_group_suspect_rates=None, fairness_gap_increase_se=None, group_label_shifts=None,
                     compared_candidate_accuracy=None, compared_champion_accuracy=None, accuracy_drop_se=None,
                     compared_candidate_macro_f1=None, compared_champion_macro_f1=None, macro_f1_drop_se=None,
@@ -196,11 +230,11 @@ def test_first_run_waives_only_what_needs_a_champion() -> None:
     decision = decide(Gates(), first)
     assert decision.promote
     waived = {c.name for c in decision.checks if c.reason.startswith(NOT_APPLICABLE)}
-    assert waived == {"drift_share", *REGRESSIONS, "group_suspect_rate_gap", "group_label_shift",
+    assert waived == {"drift_share", "feature_shift", *REGRESSIONS, "group_suspect_rate_gap", "group_label_shift",
                       "fairness_gap_increase_vs_champion"}
     # The same evidence without the first-run flag is missing evidence, not a pass.
     assert _failed(Gates(), replace(first, first_run=False)) == [
-        "drift_share", "noise_rate", *REGRESSIONS, "group_suspect_rate_gap", "group_label_shift",
+        "drift_share", "feature_shift", "noise_rate", *REGRESSIONS, "group_suspect_rate_gap", "group_label_shift",
         "fairness_gap_increase_vs_champion"]
     # A first run waives nothing the candidate alone must show.
     assert _failed(Gates(), replace(first, candidate_accuracy=None)) == ["accuracy"]
@@ -221,7 +255,10 @@ def _write(path: Path, data: Any) -> Path:
 def reports(tmp_path: Path) -> dict[str, Path]:
     return {
         "evaluation": _write(tmp_path / "evaluation.json", {
-            "drift": {"drift_share": 0.1},
+            "drift": {"drift_share": 0.1, "feature_tests": {
+                "age": {"method": "ks", "effect": 0.04, "p_value": 0.2, "reference_rows": 700, "current_rows": 300},
+                "region": {"method": "chi2", "effect": 0.03, "p_value": 0.5, "reference_rows": 700,
+                           "current_rows": 300}}},
             "quality": {"candidate": {"accuracy": 0.76}, "champion": {"accuracy": 0.8},
                         "baseline": {"accuracy": 0.60, "accuracy_gain_se": 0.02, "brier": 0.48,
                                      "candidate_brier": 0.38, "brier_gain_se": 0.02},
@@ -240,6 +277,8 @@ def reports(tmp_path: Path) -> dict[str, Path]:
                               "shift": 0.02, "se": 0.04}]}}}),
         "analysis": _write(tmp_path / "summary.json", {"estimated_noise_rate": 0.25, "skipped": False,
                                                         "n_rows": 100_000,
+                                                        "per_class": [{"label": 0, "n_rows": 70_000},
+                                                                      {"label": 1, "n_rows": 30_000}],
                                                         "leakage": {"flagged": []}, "per_group": [
             {"column": "sex", "value": "female", "n_rows": 200, "n_suspected": 30, "suspect_rate": 0.15},
             {"column": "sex", "value": "male", "n_rows": 500, "n_suspected": 65, "suspect_rate": 0.13}]}),
@@ -254,9 +293,10 @@ def _from(reports: dict[str, Path | None], first_run: bool = False) -> Evidence:
     return replace(evidence, **CHAMPION_BASELINES)  # as the pipeline does, from the champion's run
 
 
-EVALUATION_CHECKS = ["drift_share", "accuracy", *REGRESSIONS, "group_label_shift", "fairness_gap",
+EVALUATION_CHECKS = ["drift_share", "feature_shift", "accuracy", *REGRESSIONS, "group_label_shift", "fairness_gap",
                      "fairness_gap_increase_vs_champion"]
 ANALYSIS_CHECKS = ["noise_rate", "label_leakage", "group_suspect_rate_gap"]
+TWO_CLASSES = {"per_class": [{"label": 0, "n_rows": 70_000}, {"label": 1, "n_rows": 29_999}]}
 
 
 def test_evidence_from_good_files_promotes(reports: dict[str, Path]) -> None:
@@ -272,20 +312,24 @@ def test_evidence_from_good_files_promotes(reports: dict[str, Path]) -> None:
     ("evaluation", b"\xff\xfe\x00garbage", EVALUATION_CHECKS),
     ("evaluation", {"drift": {"drift_share": 0.1}, "quality": {"candidate": {"accuracy": 0.76}, "comparison": None},
                     "fairness": {"candidate": {"max_gap": 0.1}, "champion": {"max_gap": 0.08}}},
-     ["accuracy", *REGRESSIONS, "group_label_shift", "fairness_gap_increase_vs_champion"]),  # an older report
+     ["feature_shift", "accuracy", *REGRESSIONS, "group_label_shift",
+      "fairness_gap_increase_vs_champion"]),  # an older report
     ("analysis", None, ANALYSIS_CHECKS),
     ("analysis", {"estimated_noise_rate": "0.05", "n_rows": 9, "leakage": {"flagged": []}, "per_group": []},
      ["noise_rate"]),
     ("analysis", {"estimated_noise_rate": 0.05, "skipped": True, "reason": "one class"}, ANALYSIS_CHECKS),
     ("analysis", '{"estimated_noise_rate": NaN, "n_rows": 9, "leakage": {"flagged": []}, "per_group": []}',
      ["noise_rate"]),
-    ("analysis", {"estimated_noise_rate": 0.25, "n_rows": 99999, "leakage": {"flagged": "sex"}, "per_group": []},
-     ["label_leakage"]),
+    ("analysis", {"estimated_noise_rate": 0.25, "n_rows": 99999, "leakage": {"flagged": "sex"}, "per_group": [],
+                  **TWO_CLASSES}, ["label_leakage"]),
     ("analysis", {"estimated_noise_rate": 0.25, "n_rows": 99999},
-     ["label_leakage", "group_suspect_rate_gap"]),  # an old summary
+     ["noise_rate", "label_leakage", "group_suspect_rate_gap"]),  # an old summary: no classes for the cap
+    ("analysis", {"estimated_noise_rate": 0.25, "n_rows": 99999, "leakage": {"flagged": []}, "per_group": [],
+                  "per_class": [{"label": 0, "n_rows": 99999}, {"label": 1, "n_rows": 0}]},
+     ["noise_rate"]),  # one class with rows: no no-signal level
     ("analysis", {"estimated_noise_rate": 0.25, "leakage": {"flagged": []}, "per_group": []},
      ["noise_rate"]),  # no row count: no error bar for the estimate
-    ("analysis", {"estimated_noise_rate": 0.25, "n_rows": 99999, "leakage": {"flagged": []},
+    ("analysis", {"estimated_noise_rate": 0.25, "n_rows": 99999, "leakage": {"flagged": []}, **TWO_CLASSES,
                   "per_group": [{"column": "sex", "value": "f", "n_rows": 9, "suspect_rate": 1.5}]},
      ["group_suspect_rate_gap"]),
     ("signing", None, ["signature_verified"]),

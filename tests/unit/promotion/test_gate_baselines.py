@@ -229,8 +229,8 @@ def _decision(tmp_path: Path, frame: pd.DataFrame, y: np.ndarray, p: np.ndarray,
     write_report(tmp_path, None, quality(y, proba, [0, 1]), None, fair, None,
                  baseline=prior_baseline(y, proba, [0, 1], train_labels=y), gap_errors=errors)
     evidence = evidence_from_files(tmp_path / "evaluation.json", None, None, first_run=True)
-    evidence = replace(evidence, validation_passed=True, noise_rate=0.1, noise_rows=len(y), leaking_features=(),
-                       group_suspect_rates=group_rates, signature_verified=True)
+    evidence = replace(evidence, validation_passed=True, noise_rate=0.1, noise_rows=len(y), noise_classes=2,
+                       leaking_features=(), group_suspect_rates=group_rates, signature_verified=True)
     return decide(gates, evidence)
 
 
