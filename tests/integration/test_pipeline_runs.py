@@ -199,8 +199,8 @@ def test_an_older_model_replayed_under_a_newer_version_is_refused(home: Home, tm
     from aire.trust.verify import fetch_verified
 
     data = yaml.safe_load(CONFIG.read_text())
-    data["gates"] = {"max_drift_share": 1, "max_noise_rate": 1, "min_accuracy": 0, "max_accuracy_drop": 1,
-                     "max_fairness_gap": 1, "max_fairness_gap_increase": 1,
+    data["gates"] = {"max_drift_share": 1, "min_drift_effect": 1, "max_noise_vs_no_signal": 2, "min_accuracy": 0,
+                     "max_accuracy_drop": 1, "max_fairness_gap": 1, "max_fairness_gap_increase": 1,
                      "max_f1_drop": 1, "max_roc_auc_drop": 1, "max_calibration_error_increase": 1,
                      "max_group_suspect_rate_gap": 1}
     lenient = tmp_path / "lenient.yaml"
