@@ -27,7 +27,7 @@ from aire import atomic
 from aire.config import PipelineConfig
 from aire.constants import DRIFT_HTML, DRIFT_JSON
 from aire.errors import AireError, DataValidationError
-from aire.evaluation.two_sample import FeatureTest, categorical_test, numeric_test
+from aire.evaluation.two_sample import FeatureTest, categorical_test, numeric_test, value_key
 
 __all__ = ["ColumnDrift", "DriftResult", "NullRate", "drift"]
 
@@ -216,17 +216,8 @@ def _null_rate(values: pd.Series) -> float:
 
 
 def _unseen_values(reference: pd.Series, current: pd.Series) -> tuple[str, ...]:
-    known = {_value_key(v) for v in reference.dropna().unique()}
-    return tuple(sorted({_value_key(v) for v in current.dropna().unique()} - known))
-
-
-def _value_key(value: object) -> str:
-    """2, 2.0 (an int column upcast by a NaN) and "2" are one category."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value)
+    known = {value_key(v) for v in reference.dropna().unique()}
+    return tuple(sorted({value_key(v) for v in current.dropna().unique()} - known))
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["FeatureTest", "categorical_test", "numeric_test"]
+__all__ = ["FeatureTest", "categorical_test", "numeric_test", "value_key"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,15 @@ class FeatureTest:
                 "reference_rows": self.reference_rows, "current_rows": self.current_rows}
 
 
+def value_key(value: object) -> str:
+    """2, 2.0 (an int column upcast by a NaN) and "2" are one category."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
 def numeric_test(reference: pd.Series, current: pd.Series) -> FeatureTest:
     from scipy.stats import ks_2samp
 
@@ -52,8 +61,9 @@ def numeric_test(reference: pd.Series, current: pd.Series) -> FeatureTest:
 def categorical_test(reference: pd.Series, current: pd.Series) -> FeatureTest:
     from scipy.stats import chi2_contingency
 
-    ref = reference.dropna().astype(str).value_counts()
-    cur = current.dropna().astype(str).value_counts()
+    # As drift does: 2, 2.0 (an int column upcast by a NaN) and "2" are one category.
+    ref = reference.dropna().map(value_key).value_counts()
+    cur = current.dropna().map(value_key).value_counts()
     categories = ref.index.union(cur.index)
     table = np.vstack([ref.reindex(categories, fill_value=0).to_numpy(),
                        cur.reindex(categories, fill_value=0).to_numpy()]).astype(np.float64)

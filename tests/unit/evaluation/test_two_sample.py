@@ -28,6 +28,14 @@ def test_missing_values_are_left_out_of_both_tests() -> None:
     assert categorical_test(pd.Series(["a", None, "b"]), pd.Series(["a", "b"])).effect == 0.0
 
 
+def test_an_integer_coded_category_upcast_by_missing_values_is_the_same_category() -> None:
+    """A 0/1 column that gains NaNs becomes 0.0/1.0: that is no shift (the null rate is judged apart)."""
+    reference = pd.Series([0, 1] * 500)
+    current = pd.Series([0.0, 1.0, None, 1.0, 0.0, None] * 100)
+    result = categorical_test(reference, current)
+    assert result.effect == 0.0 and result.p_value == pytest.approx(1.0)
+
+
 def test_the_categorical_effect_is_the_share_of_rows_that_changed_category() -> None:
     reference = pd.Series(["north"] * 500 + ["south"] * 500)
     current = pd.Series(["north"] * 800 + ["south"] * 200)
