@@ -157,7 +157,10 @@ class Gates(_Strict):
     drift_alpha: float = Field(0.01, gt=0, le=1)
     min_drift_effect: float = Field(0.1, ge=0, le=1)
     # Evidently drops missing values before testing a column; a feature whose null rate
-    # rises by more than this counts as drifted all the same.
+    # rises by more than this counts as drifted all the same, and fails null_rate_increase
+    # on its own when the rise exceeds this plus regression_z standard errors (a 40%-null
+    # column is one drifted feature of ten, under max_drift_share: the verification half's
+    # nulls batches were promoted 38/40 before that check).
     max_null_rate_increase: float = Field(0.1, ge=0, le=1)
     # Label noise is judged against the champion's own estimate (its training run's error
     # analysis) plus this margin plus regression_z binomial standard errors of the difference

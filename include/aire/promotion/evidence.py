@@ -7,6 +7,7 @@ needs them.
 Where each field comes from:
 - evaluation.json (``aire.evaluation.report.write_report``): drift.drift_share,
   drift.feature_tests (each feature's two-sample test: method, effect, p-value),
+  drift.null_rate_change with n_reference and n_current (each feature's null rate, both sides),
   quality.candidate.accuracy (the whole holdout), quality.baseline.{accuracy, accuracy_gain_se,
   brier, candidate_brier, brier_gain_se} (the prior model on the same rows),
   quality.comparison.{candidate,champion}
@@ -77,6 +78,12 @@ def evidence_from_files(evaluation_json: Path | None, analysis_summary_json: Pat
     if untestable:  # a share over columns that could not all be tested is not a measurement
         values["drift_share"] = None
         missing["drift_share"] = f"drift not computable for column(s) {untestable}: no values to test"
+    nulls = _null_rates(_dig(evaluation, ("drift",)))
+    if nulls is not None:
+        values["null_rates"] = nulls
+    else:
+        missing["null_rates"] = (evaluation if isinstance(evaluation, str)
+                                 else "drift.null_rate_change, n_reference or n_current is absent or malformed")
     tests = _feature_tests(_dig(evaluation, ("drift", "feature_tests")))
     if tests is not None:
         values["feature_tests"] = tests
@@ -202,6 +209,22 @@ def _group_rates(raw: Any) -> tuple[tuple[str, str, int, float], ...] | None:
             return None
         rows.append((column, group, n, rate))
     return tuple(rows)
+
+
+def _null_rates(drift: Any) -> tuple[tuple[str, float, float, int, int], ...] | None:
+    """(column, reference rate, current rate, reference rows, current rows) per feature."""
+    if not isinstance(drift, dict) or not isinstance(drift.get("null_rate_change"), dict):
+        return None
+    rows = [drift.get("n_reference"), drift.get("n_current")]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in rows):
+        return None
+    out = []
+    for column, rate in drift["null_rate_change"].items():
+        before, now = _as_rate(_dig(rate, ("reference",))), _as_rate(_dig(rate, ("current",)))
+        if before is None or now is None:
+            return None
+        out.append((str(column), before, now, int(rows[0]), int(rows[1])))
+    return tuple(out)
 
 
 def _classes_present(raw: Any) -> int | None:

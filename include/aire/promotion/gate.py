@@ -16,17 +16,19 @@ Every check compares the candidate with a baseline and allows a tolerance plus
   against the champion's training batch (the same form), both with family-wise z;
 - ``drift_share`` (Evidently's share of drifted features) and ``feature_shift``: any one
   feature whose two-sample test is significant at the family-wise ``drift_alpha``
-  (Bonferroni) with an effect of at least ``min_drift_effect``;
+  (Bonferroni) with an effect of at least ``min_drift_effect``; ``null_rate_increase``: any
+  one feature's null rate up by more than ``max_null_rate_increase`` + z SE;
 - ``fairness_gap``: reported always; an absolute limit only when the config sets one.
 
 The gate fails closed: ``decide`` turns every piece of evidence a check needs that is None
 (``aire.promotion.evidence`` says why in ``Evidence.missing``) into a failed check whose
 reason starts with "missing evidence". First-run policy: the checks that need a champion
-(drift and feature shift, the regressions, the fairness increase, the group suspect rates and label shares) are "not
-applicable" (reason ``NOT_APPLICABLE``) only when ``first_run`` is True and the champion's
-evidence is indeed absent; evidence that exists is always checked. Noise then has its
-cap only (a multiple of the no-signal level), and the accuracy, leakage, validation,
-signature and fairness-measurability checks judge the candidate alone.
+(drift, feature shift and null rates, the regressions, the fairness increase, the group
+suspect rates and label shares) are "not applicable" (reason ``NOT_APPLICABLE``) only when
+``first_run`` is True and the champion's evidence is indeed absent; evidence that exists is
+always checked. Noise then has its cap only (a multiple of the no-signal level), and the
+accuracy, leakage, validation, signature and fairness-measurability checks judge the
+candidate alone.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class Evidence:
     drift_share: float | None = None
     # (column, method, effect, p-value) per feature: aire.evaluation.two_sample's tests.
     feature_tests: tuple[tuple[str, str, float, float], ...] | None = None
+    # (column, reference null rate, current null rate, reference rows, current rows) per feature.
+    null_rates: tuple[tuple[str, float, float, int, int], ...] | None = None
     first_run: bool = False
     noise_rate: float | None = None
     champion_noise_rate: float | None = None
@@ -129,6 +133,7 @@ def decide(gates: Gates, evidence: Evidence) -> GateDecision:
         _is_true("data_validation", e.validation_passed, "validation_passed", e),
         _drift(gates, e),
         _feature_shift(gates, e),
+        _null_rate_increase(gates, e),
         _noise(gates, e),
         _beats_prior(gates, e),
         _accuracy_drop(gates, e),
@@ -200,6 +205,37 @@ def _feature_shift(gates: Gates, e: Evidence) -> Check:
     if shifted:
         return Check(name, [c for c, *_ in shifted], gates.min_drift_effect, False, f"shifted: {described} ({rule})")
     return Check(name, [], gates.min_drift_effect, True, f"no feature shifted ({rule}); largest: {described}")
+
+
+def _null_rate_increase(gates: Gates, e: Evidence) -> Check:
+    """No feature's null rate rose by more than ``max_null_rate_increase`` plus regression_z
+    standard errors of the difference of the two rates.
+
+    A nullable column that goes 40% empty is a broken feed whatever the share of drifted
+    features says (it is one column of many); Evidently leaves missing values out of its tests.
+    """
+    name = "null_rate_increase"
+    if e.null_rates is None:
+        if e.first_run:
+            return Check(name, None, gates.max_null_rate_increase, True, NOT_APPLICABLE)
+        return _missing(name, gates.max_null_rate_increase, ("null_rates",), e)
+    risen: list[str] = []
+    described: list[str] = []
+    largest: tuple[str | None, float, float] = (None, -math.inf, 0.0)
+    for column, before, now, n_before, n_now in e.null_rates:
+        se = math.sqrt(before * (1 - before) / n_before + now * (1 - now) / n_now)
+        limit = gates.max_null_rate_increase + gates.regression_z * se
+        if now - before > limit:
+            risen.append(column)
+            described.append(f"{column} {before:.3f} -> {now:.3f} (rise {now - before:.3f} > {limit:.3f})")
+        if now - before > largest[1]:
+            largest = (column, now - before, limit)
+    rule = f"max {gates.max_null_rate_increase} + {gates.regression_z} x SE"
+    if risen:
+        return Check(name, risen, gates.max_null_rate_increase, False,
+                     f"null rate rose: {'; '.join(described)} ({rule})")
+    shown = f"largest: {largest[0]} {largest[1]:+.3f} (limit {largest[2]:.3f})" if largest[0] else "no feature"
+    return Check(name, [], gates.max_null_rate_increase, True, f"no null rate rose beyond {rule}; {shown}")
 
 
 def _noise(gates: Gates, e: Evidence) -> Check:

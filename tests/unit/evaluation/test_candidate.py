@@ -111,10 +111,10 @@ BAD = {
     "single-class holdout": (lambda h: h[h["risk"] == 1].reset_index(drop=True), "single class",
                              ["accuracy", *REGRESSIONS]),
     "all-NaN numeric column": (lambda h: _all_nan(h, "age"), "age",
-                               ["drift_share", "accuracy", *REGRESSIONS, "fairness_gap",
+                               ["drift_share", "null_rate_increase", "accuracy", *REGRESSIONS, "fairness_gap",
                                 "fairness_gap_increase_vs_champion"]),
     "all-NaN categorical column": (lambda h: _all_nan(h, "housing"), "drift of column 'housing'",
-                                   ["drift_share"]),
+                                   ["drift_share", "null_rate_increase"]),
 }
 
 
@@ -127,7 +127,12 @@ def test_bad_input_is_reported_and_rejected(config: PipelineConfig, data: dict[s
     assert named in json.dumps(record["not_computed"]), record["not_computed"]
     decision = _gate(tmp_path)
     assert decision.failed == failing
-    assert all(c.reason.startswith("missing evidence") for c in decision.checks if not c.passed)
+    # An emptied column is measured, not missing: its null rate rose from 0 to 1.
+    for check in decision.checks:
+        if check.name == "null_rate_increase" and not check.passed:
+            assert "0.000 -> 1.000" in check.reason and check.value == [named.split("'")[1] if "'" in named else named]
+        elif not check.passed:
+            assert check.reason.startswith("missing evidence"), check
     html = (tmp_path / "evaluation.html").read_text()
     assert "Not computed" in html and "Everything was computed" not in html
 

@@ -25,7 +25,8 @@ from aire.promotion.gate import NOT_APPLICABLE, Evidence, decide
 
 REGRESSIONS = ["accuracy_drop_vs_champion", "macro_f1_drop_vs_champion", "roc_auc_drop_vs_champion",
                "calibration_error_increase_vs_champion"]
-CHECKS = ["data_validation", "drift_share", "feature_shift", "noise_rate", "accuracy", *REGRESSIONS, "label_leakage",
+CHECKS = ["data_validation", "drift_share", "feature_shift", "null_rate_increase", "noise_rate", "accuracy",
+          *REGRESSIONS, "label_leakage",
           "group_suspect_rate_gap", "group_label_shift", "fairness_gap", "fairness_gap_increase_vs_champion",
           "signature_verified"]
 
@@ -38,6 +39,7 @@ CHAMPION_BASELINES: dict[str, Any] = {
     "champion_group_suspect_rates": (("sex", "female", 200, 0.16), ("sex", "male", 500, 0.13))}
 GOOD = Evidence(validation_passed=True, drift_share=0.1, first_run=False, noise_rate=0.25, noise_rows=100_000,
                 noise_classes=2, feature_tests=(("age", "ks", 0.04, 0.2), ("region", "chi2", 0.03, 0.5)),
+                null_rates=(("age", 0.0, 0.0, 700, 300), ("region", 0.02, 0.05, 700, 300)),
                 candidate_accuracy=0.76, baseline_accuracy=0.60, accuracy_gain_se=0.02,
                 prior_brier=0.48, candidate_brier=0.38, brier_gain_se=0.02,
                 compared_candidate_accuracy=0.75,
@@ -82,6 +84,8 @@ def test_all_evidence_good_promotes() -> None:
     ({}, {"noise_rate": 0.46, "champion_noise_rate": 0.44}, "noise_rate"),
     # one feature moved far and significantly: 0.3 >= 0.1 and 1e-9 x 2 features <= 0.01
     ({}, {"feature_tests": (("age", "ks", 0.3, 1e-9), ("region", "chi2", 0.03, 0.5))}, "feature_shift"),
+    # region 0.02 -> 0.40 of 300 rows: a rise of 0.38 > 0.1 + 2.326 x SE 0.029
+    ({}, {"null_rates": (("age", 0.0, 0.0, 700, 300), ("region", 0.02, 0.40, 700, 300))}, "null_rate_increase"),
     ({"min_accuracy": 0.8}, {}, "accuracy"),  # the optional absolute floor
     ({}, {"candidate_brier": 0.53}, "accuracy"),  # worse than the prior by 0.05 > 2.326 x 0.02
     ({"prior_z": 2.0}, {"candidate_brier": 0.441}, "accuracy"),  # beats it by 0.039 < 2 x 0.02
@@ -149,6 +153,18 @@ def test_the_noise_cap_follows_the_number_of_classes() -> None:
     assert not absolute.passed and absolute.threshold == 0.55 and "max_noise_rate 0.55" in absolute.reason
 
 
+def test_a_null_rate_rise_is_judged_with_its_error_bar() -> None:
+    """0.10 more nulls is noise on 30 rows and a broken feed on 30,000."""
+    def rise(rows: int) -> Any:
+        return _check(Gates(), replace(GOOD, null_rates=(("region", 0.05, 0.17, rows, rows),)), "null_rate_increase")
+
+    small, large = rise(30), rise(30_000)
+    assert small.passed and "largest: region +0.120" in small.reason
+    assert not large.passed and large.value == ["region"] and "region 0.050 -> 0.170" in large.reason
+    first = _check(Gates(), replace(GOOD, first_run=True, null_rates=None), "null_rate_increase")
+    assert first.passed and first.reason == NOT_APPLICABLE
+
+
 def test_feature_shift_needs_a_significant_and_a_large_effect() -> None:
     """Bonferroni over the features tested, and an effect floor a huge batch cannot cross by chance."""
     def shift(effect: float, p: float, features: int = 10) -> Any:
@@ -176,6 +192,7 @@ def test_a_champion_without_a_noise_baseline_fails_closed() -> None:
     ("validation_passed", ["data_validation"]),
     ("drift_share", ["drift_share"]),
     ("feature_tests", ["feature_shift"]),
+    ("null_rates", ["null_rate_increase"]),
     ("noise_rate", ["noise_rate"]),
     ("noise_classes", ["noise_rate"]),
     ("champion_noise_rate", ["noise_rate"]),
@@ -215,11 +232,12 @@ def test_missing_evidence_fails_closed(field: str, checks: list[str]) -> None:
 
 def test_nan_counts_as_missing() -> None:
     decision = decide(Gates(), replace(GOOD, noise_rate=math.nan))
-    assert decision.failed == ["noise_rate"] and "missing evidence" in decision.checks[3].reason
+    assert decision.failed == ["noise_rate"] and "missing evidence" in decision.checks[4].reason
 
 
 def test_first_run_waives_only_what_needs_a_champion() -> None:
-    first = replace(GOOD, first_run=True, drift_share=None, feature_tests=None, champion_noise_rate=None,
+    first = replace(GOOD, first_run=True, drift_share=None, feature_tests=None, null_rates=None,
+                    champion_noise_rate=None,
                     champion_noise_rows=None,
                     champion_group_suspect_rates=None, fairness_gap_increase_se=None, group_label_shifts=None,
                     compared_candidate_accuracy=None, compared_champion_accuracy=None, accuracy_drop_se=None,
@@ -230,11 +248,13 @@ def test_first_run_waives_only_what_needs_a_champion() -> None:
     decision = decide(Gates(), first)
     assert decision.promote
     waived = {c.name for c in decision.checks if c.reason.startswith(NOT_APPLICABLE)}
-    assert waived == {"drift_share", "feature_shift", *REGRESSIONS, "group_suspect_rate_gap", "group_label_shift",
+    assert waived == {"drift_share", "feature_shift", "null_rate_increase", *REGRESSIONS, "group_suspect_rate_gap",
+                      "group_label_shift",
                       "fairness_gap_increase_vs_champion"}
     # The same evidence without the first-run flag is missing evidence, not a pass.
     assert _failed(Gates(), replace(first, first_run=False)) == [
-        "drift_share", "feature_shift", "noise_rate", *REGRESSIONS, "group_suspect_rate_gap", "group_label_shift",
+        "drift_share", "feature_shift", "null_rate_increase", "noise_rate", *REGRESSIONS, "group_suspect_rate_gap",
+        "group_label_shift",
         "fairness_gap_increase_vs_champion"]
     # A first run waives nothing the candidate alone must show.
     assert _failed(Gates(), replace(first, candidate_accuracy=None)) == ["accuracy"]
@@ -255,7 +275,9 @@ def _write(path: Path, data: Any) -> Path:
 def reports(tmp_path: Path) -> dict[str, Path]:
     return {
         "evaluation": _write(tmp_path / "evaluation.json", {
-            "drift": {"drift_share": 0.1, "feature_tests": {
+            "drift": {"drift_share": 0.1, "n_reference": 700, "n_current": 300, "null_rate_change": {
+                "age": {"reference": 0.0, "current": 0.0, "change": 0.0},
+                "region": {"reference": 0.02, "current": 0.05, "change": 0.03}}, "feature_tests": {
                 "age": {"method": "ks", "effect": 0.04, "p_value": 0.2, "reference_rows": 700, "current_rows": 300},
                 "region": {"method": "chi2", "effect": 0.03, "p_value": 0.5, "reference_rows": 700,
                            "current_rows": 300}}},
@@ -293,8 +315,8 @@ def _from(reports: dict[str, Path | None], first_run: bool = False) -> Evidence:
     return replace(evidence, **CHAMPION_BASELINES)  # as the pipeline does, from the champion's run
 
 
-EVALUATION_CHECKS = ["drift_share", "feature_shift", "accuracy", *REGRESSIONS, "group_label_shift", "fairness_gap",
-                     "fairness_gap_increase_vs_champion"]
+EVALUATION_CHECKS = ["drift_share", "feature_shift", "null_rate_increase", "accuracy", *REGRESSIONS,
+                     "group_label_shift", "fairness_gap", "fairness_gap_increase_vs_champion"]
 ANALYSIS_CHECKS = ["noise_rate", "label_leakage", "group_suspect_rate_gap"]
 TWO_CLASSES = {"per_class": [{"label": 0, "n_rows": 70_000}, {"label": 1, "n_rows": 29_999}]}
 
@@ -312,7 +334,7 @@ def test_evidence_from_good_files_promotes(reports: dict[str, Path]) -> None:
     ("evaluation", b"\xff\xfe\x00garbage", EVALUATION_CHECKS),
     ("evaluation", {"drift": {"drift_share": 0.1}, "quality": {"candidate": {"accuracy": 0.76}, "comparison": None},
                     "fairness": {"candidate": {"max_gap": 0.1}, "champion": {"max_gap": 0.08}}},
-     ["feature_shift", "accuracy", *REGRESSIONS, "group_label_shift",
+     ["feature_shift", "null_rate_increase", "accuracy", *REGRESSIONS, "group_label_shift",
       "fairness_gap_increase_vs_champion"]),  # an older report
     ("analysis", None, ANALYSIS_CHECKS),
     ("analysis", {"estimated_noise_rate": "0.05", "n_rows": 9, "leakage": {"flagged": []}, "per_group": []},
