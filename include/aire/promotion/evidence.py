@@ -41,7 +41,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from aire.promotion.gate import Evidence
 
@@ -211,19 +211,23 @@ def _group_rates(raw: Any) -> tuple[tuple[str, str, int, float], ...] | None:
     return tuple(rows)
 
 
+def _is_count(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def _null_rates(drift: Any) -> tuple[tuple[str, float, float, int, int], ...] | None:
     """(column, reference rate, current rate, reference rows, current rows) per feature."""
     if not isinstance(drift, dict) or not isinstance(drift.get("null_rate_change"), dict):
         return None
-    rows = [drift.get("n_reference"), drift.get("n_current")]
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in rows):
+    n_reference, n_current = drift.get("n_reference"), drift.get("n_current")
+    if not (_is_count(n_reference) and _is_count(n_current)):
         return None
     out = []
     for column, rate in drift["null_rate_change"].items():
         before, now = _as_rate(_dig(rate, ("reference",))), _as_rate(_dig(rate, ("current",)))
         if before is None or now is None:
             return None
-        out.append((str(column), before, now, int(rows[0]), int(rows[1])))
+        out.append((str(column), before, now, n_reference, n_current))
     return tuple(out)
 
 
