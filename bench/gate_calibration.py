@@ -23,6 +23,7 @@ can be re-decided under the chosen defaults too (set: ``german-<scenario>``).
 
     .venv/bin/python bench/gate_calibration.py record --panel calibration --jobs 2 --out calib.json
     .venv/bin/python bench/gate_calibration.py decide calib.json
+    .venv/bin/python bench/gate_calibration.py record --panel verification --first-seed 10 --out fresh.json
     .venv/bin/python bench/gate_calibration.py sweep calib.json prior_z=-1,0,1
     .venv/bin/python bench/gate_calibration.py record-german --seeds 10 --out german.json
 """
@@ -78,7 +79,7 @@ def run_seed(name: str, seed: int, gates: dict[str, Any], kinds: tuple[str, ...]
 
 
 def record(half: str, seeds: int, kinds: tuple[str, ...], gates: dict[str, Any], jobs: int, out: Path,
-           only: list[str] | None = None) -> None:
+           only: list[str] | None = None, first_seed: int = 0) -> None:
     import time
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
@@ -87,11 +88,12 @@ def record(half: str, seeds: int, kinds: tuple[str, ...], gates: dict[str, Any],
     import panel_spread
 
     sets = [s for s in panel.panel(half) if only is None or s.name in only]
-    tasks = sorted(((s.name, seed) for s in sets for seed in range(seeds)),
+    tasks = sorted(((s.name, seed) for s in sets for seed in range(first_seed, first_seed + seeds)),
                    key=lambda t: -len(panel.load(panel.BY_NAME[t[0]]).frame))
     start = time.perf_counter()
     records: list[dict[str, Any]] = []
-    print(f"panel {half}: {len(sets)} sets x {seeds} seeds, kinds {','.join(kinds)}, gates {gates}", flush=True)
+    print(f"panel {half}: {len(sets)} sets x {seeds} seeds from {first_seed}, kinds {','.join(kinds)}, "
+          f"gates {gates}", flush=True)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(run_seed, name, seed, gates, kinds): (name, seed) for name, seed in tasks}
         for future in as_completed(futures):
@@ -228,6 +230,8 @@ def main() -> None:
     cmd = sub.add_parser("record")
     cmd.add_argument("--panel", choices=["calibration", "verification", "all"], required=True)
     cmd.add_argument("--seeds", type=int, default=10)
+    cmd.add_argument("--first-seed", type=int, default=0,
+                     help="seeds first-seed .. first-seed + seeds - 1 (fresh draws for a second look)")
     cmd.add_argument("--kinds", default=None)
     cmd.add_argument("--jobs", type=int, default=2)
     cmd.add_argument("--out", type=Path, required=True)
@@ -255,7 +259,7 @@ def main() -> None:
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
         kinds = tuple(args.kinds.split(",")) if args.kinds else panel.KINDS
         record(args.panel, args.seeds, kinds, gates, args.jobs, args.out,
-               args.sets.split(",") if args.sets else None)
+               args.sets.split(",") if args.sets else None, args.first_seed)
         return
     if args.what == "record-german":
         import os
