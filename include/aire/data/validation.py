@@ -189,10 +189,11 @@ def _plan(
         learned = profile.column(column) if profile else None
         if learned is not None and learned.values is not None:
             known = list(learned.values)
-            unseen = unseen_allowance(learned.singleton_share, int(df[column].notna().sum()))
+            present = int(df[column].notna().sum())
+            unseen = unseen_allowance(learned.singleton_share, present)
             requirement = f"one of the reference's categories {known}"
             if unseen:  # GX's mostly counts non-missing values, like the allowance
-                mostly = 1.0 - unseen / int(df[column].notna().sum())
+                mostly = 1.0 - unseen / present
                 in_set = gxe.ExpectColumnValuesToBeInSet(column=column, value_set=known, mostly=mostly)
                 requirement += (f", all but at most {unseen} value(s) (the reference's singleton share "
                                 f"{learned.singleton_share:.4f}, Good-Turing)")

@@ -191,8 +191,8 @@ def _feature_shift(gates: Gates, e: Evidence) -> Check:
     ``min_drift_effect``, so that a large batch does not fail on a trivial difference.
     """
     name = "feature_shift"
-    if e.feature_tests is None:
-        if e.first_run:
+    if not e.feature_tests:  # None, or no feature tested: nothing measured
+        if e.first_run and e.feature_tests is None:
             return Check(name, None, gates.min_drift_effect, True, NOT_APPLICABLE)
         return _missing(name, gates.min_drift_effect, ("feature_tests",), e)
     tested = len(e.feature_tests)

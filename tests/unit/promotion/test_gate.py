@@ -177,8 +177,9 @@ def test_feature_shift_needs_a_significant_and_a_large_effect() -> None:
     assert not shift(0.45, 0.002, features=1).passed  # alone, 0.002 <= 0.01
     small = shift(0.05, 1e-40)  # real but small (a million rows see it): Evidently's share judges that
     assert small.passed and small.value == [] and "largest: age" in small.reason
-    missing = _check(Gates(), replace(GOOD, feature_tests=None), "feature_shift")
-    assert not missing.passed and missing.reason.startswith("missing evidence")
+    for absent in (None, ()):  # no test at all is not a pass
+        missing = _check(Gates(), replace(GOOD, feature_tests=absent), "feature_shift")
+        assert not missing.passed and missing.reason.startswith("missing evidence")
 
 
 def test_a_champion_without_a_noise_baseline_fails_closed() -> None:
