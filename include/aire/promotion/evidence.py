@@ -134,7 +134,7 @@ def evidence_from_files(evaluation_json: Path | None, analysis_summary_json: Pat
         values["noise_rate"] = None  # a skipped analysis has no estimate, whatever the file says
         missing["noise_rate"] = f"error analysis skipped: {analysis.get('reason')}"
     rows = _dig(analysis, ("n_rows",))
-    if isinstance(rows, int) and not isinstance(rows, bool) and rows > 0:
+    if _is_count(rows):
         values["noise_rows"] = rows
     else:
         missing["noise_rows"] = _why_absent(analysis, "n_rows is absent or not a positive count")
@@ -211,8 +211,9 @@ def _group_rates(raw: Any) -> tuple[tuple[str, str, int, float], ...] | None:
     return tuple(rows)
 
 
-def _is_count(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+def _is_count(value: Any, *, zero: bool = False) -> TypeGuard[int]:
+    """A real int (not a bool), positive, or non-negative with ``zero``."""
+    return isinstance(value, int) and not isinstance(value, bool) and (value >= 0 if zero else value > 0)
 
 
 def _null_rates(drift: Any) -> tuple[tuple[str, float, float, int, int], ...] | None:
@@ -236,7 +237,7 @@ def _classes_present(raw: Any) -> int | None:
     if not isinstance(raw, list):
         return None
     rows = [_dig(entry, ("n_rows",)) for entry in raw]
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in rows):
+    if not all(_is_count(n, zero=True) for n in rows):
         return None
     return sum(1 for n in rows if n > 0)
 
@@ -265,7 +266,7 @@ def _label_shifts(raw: Any) -> tuple[tuple[str, str, str, int, int, float, float
         counts = [_dig(entry, (k,)) for k in ("rows", "reference_rows")]
         shift, se = _dig(entry, ("shift",)), _as_rate(_dig(entry, ("se",)))
         if not all(isinstance(t, str) for t in texts) or se is None \
-                or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts) \
+                or not all(_is_count(n, zero=True) for n in counts) \
                 or isinstance(shift, bool) or not isinstance(shift, (int, float)) \
                 or not (math.isfinite(shift) and -1.0 <= shift <= 1.0):
             return None
@@ -310,7 +311,7 @@ def champion_analysis(registry: Registry, name: str, version: int | None,
     values: dict[str, Any] = {}
     missing: dict[str, str] = {}
     rows = record.get("n_rows")
-    if isinstance(rows, int) and not isinstance(rows, bool) and rows > 0 and record.get("skipped") is not True:
+    if _is_count(rows) and record.get("skipped") is not True:
         values["champion_noise_rows"] = rows
     else:
         missing["champion_noise_rows"] = f"{what}: n_rows is absent or the analysis was skipped"
