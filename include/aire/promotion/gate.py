@@ -246,7 +246,7 @@ def _noise(gates: Gates, e: Evidence) -> Check:
     carry no information about the features: confident learning's per-class thresholds
     make every class look equally likely then, so it reads about 1 - 1/K for K classes
     whatever their shares (simulated: 0.49-0.52 for binary labels at 50/50, 70/30 and
-    94/6; 0.63-0.67 for three classes; 0.75-0.77 for five). An absolute ``max_noise_rate``
+    94/6; 0.63-0.67 for three classes; 0.75-0.77 for five: bench/noise_no_signal.py). An absolute ``max_noise_rate``
     applies as well when the config sets one.
     """
     name = "noise_rate"
