@@ -17,6 +17,9 @@ table per data set and kind with the checks that rejected. Cheap: seconds, not h
 
 ``sweep``: for one Gates field and a list of values, the share of each kind promoted.
 
+``features``: per set and kind, the range of each run's largest feature-shift effect and
+smallest adjusted p-value (the figures behind ``drift_alpha`` and ``min_drift_effect``).
+
 ``record-german``: bench/evaluation.py's German Credit ``spread`` (scenarios overlap and
 disjoint, unchanged) with each gate call's evidence kept the same way, so that its figures
 can be re-decided under the chosen defaults too (set: ``german-<scenario>``).
@@ -25,6 +28,7 @@ can be re-decided under the chosen defaults too (set: ``german-<scenario>``).
     .venv/bin/python bench/gate_calibration.py decide calib.json
     .venv/bin/python bench/gate_calibration.py record --panel verification --first-seed 10 --out fresh.json
     .venv/bin/python bench/gate_calibration.py sweep calib.json prior_z=-1,0,1
+    .venv/bin/python bench/gate_calibration.py features calib.json
     .venv/bin/python bench/gate_calibration.py record-german --seeds 10 --out german.json
 """
 
@@ -212,6 +216,20 @@ def table(records: list[dict[str, Any]]) -> None:
         print(f"{'':<17} {kind:<8} {sum(r['promote'] is True for r in rows):>4}/{len(rows):<4}")
 
 
+def features(records: list[dict[str, Any]]) -> None:
+    """Per set and kind: each run's largest feature-shift effect and smallest Bonferroni-adjusted p."""
+    print(f"{'set':<17} {'kind':<8} {'largest effect':>16} {'smallest adj. p':>18}")
+    by: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for r in records:
+        tests = (r.get("evidence") or {}).get("feature_tests")
+        if tests:
+            by.setdefault((r["set"], r["kind"]), []).append(
+                (max(t[2] for t in tests), min(min(1.0, t[3] * len(tests)) for t in tests)))
+    for (name, kind), runs in by.items():
+        effects, ps = [e for e, _ in runs], [p for _, p in runs]
+        print(f"{name:<17} {kind:<8} {min(effects):>7.3f}-{max(effects):<8.3f} {min(ps):>9.2g}-{max(ps):<8.2g}")
+
+
 def sweep(records: list[dict[str, Any]], field: str, values: list[Any], gates: dict[str, Any]) -> None:
     kinds = list(dict.fromkeys(r["kind"] for r in records))
     print(f"{field:>12} " + " ".join(f"{k:>8}" for k in kinds))
@@ -242,9 +260,9 @@ def main() -> None:
     cmd.add_argument("--scenario", default="overlap,disjoint")
     cmd.add_argument("--out", type=Path, required=True)
     cmd.add_argument("--gate", action="append", default=[], metavar="KEY=VALUE")
-    for name in ("decide", "sweep"):
+    for name in ("decide", "sweep", "features"):
         cmd = sub.add_parser(name)
-        cmd.add_argument("records", type=Path, nargs="+" if name == "decide" else 1)
+        cmd.add_argument("records", type=Path, nargs=1 if name == "sweep" else "+")
         if name == "sweep":
             cmd.add_argument("field", metavar="FIELD=V1,V2,...")
         cmd.add_argument("--gate", action="append", default=[], metavar="KEY=VALUE")
@@ -271,6 +289,8 @@ def main() -> None:
     records = [r for path in args.records for r in json.loads(path.read_text())["records"]]
     if args.what == "decide":
         table(redecide(records, gates))
+    elif args.what == "features":
+        features(records)
     else:
         field, listed = args.field.split("=", 1)
         sweep(records, field, [_yaml(v) for v in listed.split(",")], gates)

@@ -152,8 +152,9 @@ class Gates(_Strict):
     # min_drift_effect (Evidently's own distance threshold, 0.1, so that a million-row batch
     # does not fail on a trivial difference). A filtered sub-population moves one or two of
     # ten features: drift_share 0.11-0.25 on the verification half, under max_drift_share.
-    # Calibration half (5 seeds): clean later batches' largest effect 0.027-0.066, smallest
-    # adjusted p 0.04 (none rejected); drift batches' 0.69-0.84, p < 1e-117 (all rejected).
+    # Calibration half (bench/gate_calibration.py record --panel calibration --seeds 5, then
+    # features): clean later batches' largest effect 0.027-0.066, smallest adjusted p 0.036
+    # (none rejected); drift batches' 0.69-0.84, p < 1e-117 (all rejected).
     drift_alpha: float = Field(0.01, gt=0, le=1)
     min_drift_effect: float = Field(0.1, ge=0, le=1)
     # Evidently drops missing values before testing a column; a feature whose null rate
