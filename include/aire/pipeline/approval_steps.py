@@ -27,6 +27,7 @@ def request_approval(spec: RunSpec) -> dict[str, Any]:
     from aire.promotion.decision_record import recorded_decision
 
     ctx = RunContext(spec)
+    ctx.receive("gate")
     files = ctx.files
     decision = ctx.read_json(files.decision)
     if decision.get("promote") is not True:
@@ -37,6 +38,7 @@ def request_approval(spec: RunSpec) -> dict[str, Any]:
     config = ctx.config.approval
     record = approvals.pending(approvals.digest_of(files.decision), config)
     ctx.write_json(record.to_dict(), files.approval)
+    ctx.hand_over("approval", files.approval)
     subject, body = approvals.request_text(decision, config, batch_uri=spec.batch_uri)
     return {"subject": subject, "body": body, "timeout_seconds": config.timeout_hours * 3600,
             "approvers": list(config.approvers), "decision_sha256": record.decision_sha256}
@@ -48,6 +50,8 @@ def record_approval(spec: RunSpec, response: dict[str, Any]) -> dict[str, Any]:
     from aire.promotion import approval as approvals
 
     ctx = RunContext(spec)
+    # The answer may resume the task on another worker than the one that asked.
+    ctx.receive("gate", "approval")
     files = ctx.files
     request = approvals.approval_for(files.approval, files.decision)
     if request is None:
@@ -56,6 +60,7 @@ def record_approval(spec: RunSpec, response: dict[str, Any]) -> dict[str, Any]:
     record = approvals.answered(request, response)
     ctx.write_json(record.to_dict(), files.approval)
     ctx.publish(files.approval, "approval")
+    ctx.hand_over("approval", files.approval)
     ctx.registry.set_run_tags(ctx.mlflow_run_id, record.tags())
     log.info("approval: %s", record.summary())
     return record.to_dict()

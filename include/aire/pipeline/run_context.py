@@ -2,7 +2,10 @@
 
 Stages hand each other nothing but small JSON values; the files they write live in the
 run directory (``<home>/reports/<pipeline>/<run key>/``), are logged to the run's MLflow
-run, and are copied to the object store, so each stage can be re-run on its own.
+run, and are copied to the object store, so each stage can be re-run on its own. With a
+configured ``storage.uri`` the run directory is only a cache: each stage hands its files
+over through the store and the next one receives them, verified, on whatever host it runs
+(``aire.pipeline.handoff``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from aire.constants import TAG_BATCH_URI, TAG_CONFIG
 from aire.data.storage import ObjectStore, S3Settings, open_store, settings_for
 from aire.errors import AireError, InputError
 from aire.home import Home, RunLayout
+from aire.pipeline.handoff import Handoff, MissingHandoff
 from aire.registry.mlflow_registry import Registry
 from aire.trust.keys import KeyPair, ensure_keypair
 from aire.trust.ledger import Ledger
@@ -101,6 +105,52 @@ class RunContext:
     def files(self) -> RunLayout:
         """Where each of this run"s artifacts lives (``aire.home.RunLayout``)."""
         return RunLayout(self.run_dir)
+
+    @cached_property
+    def handoff(self) -> Handoff | None:
+        """The run's hand-off through shared storage; None for the embedded home's own store,
+        where every stage runs on the host whose run directory holds the files."""
+        if not self.config.storage.uri:
+            return None
+        registry, run_id = self.registry, self.mlflow_run_id
+
+        class _Tags:
+            def get(self, key: str) -> str | None:
+                return registry.run_tag(run_id, key)
+
+            def set(self, key: str, value: str) -> None:
+                registry.set_run_tags(run_id, {key: value})
+
+        return Handoff(self.store, prefix=self.store_key("handoff", "files"), root=self.run_dir, tags=_Tags())
+
+    def hand_over(self, producer: str, *paths: Path) -> None:
+        """Make ``paths`` (this stage's outputs) readable by later stages on any host."""
+        if self.handoff is not None:
+            self.handoff.hand_over(producer, paths)
+
+    def withdraw(self, producer: str, *folders: Path) -> None:
+        """Withdraw ``producer``'s last hand-off before it runs again (``Handoff.withdraw``)."""
+        if self.handoff is not None:
+            self.handoff.withdraw(producer, folders)
+
+    def receive(self, *producers: str, optional: bool = False) -> None:
+        """Fetch and verify what ``producers`` handed over into the run directory.
+
+        ``optional``: a producer that handed nothing over (it failed, or never ran) is
+        skipped, for the stages that judge missing evidence themselves (gate, reject).
+        """
+        if self.handoff is None:
+            return
+        for producer in producers:
+            try:
+                received = self.handoff.receive(producer)
+            except MissingHandoff:
+                if not optional:
+                    raise
+                log.info("nothing handed over by %s for this run", producer)
+                continue
+            log.info("received %s: %d files, %d fetched, %d stale removed", producer,
+                     received.files, received.fetched, received.removed)
 
     def path(self, *parts: str) -> Path:
         return self.run_dir.joinpath(*parts)

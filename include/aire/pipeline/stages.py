@@ -124,6 +124,7 @@ def validate_data(spec: RunSpec, champion_version: int | None = None) -> Validat
     write_table(frame, files.batch)
     ctx.registry.set_run_tags(ctx.mlflow_run_id, {TAG_DATA_DIGEST: digest})
     ctx.store.put_file(files.batch, ctx.store_key("batches", files.batch.name))
+    ctx.hand_over("validate_data", files.validation_dir, files.batch)
     return {
         "rows": len(frame), "data_digest": digest, "mlflow_run_id": ctx.mlflow_run_id,
         "champion_version": pinned, "first_run": pinned is None, "run_dir": str(ctx.run_dir),
@@ -142,6 +143,7 @@ def analyze_errors(spec: RunSpec, champion_version: int | None) -> Analyzed:
     from aire.model.tabular import load_model
 
     ctx = RunContext(spec)
+    ctx.receive("validate_data")
     frame = ctx.batch()
     verified = ctx.verified_version(champion_version)
     # Without a champion, K fold models are trained for min(training.epochs,
@@ -152,6 +154,7 @@ def analyze_errors(spec: RunSpec, champion_version: int | None) -> Analyzed:
         frame, ctx.config, champion=load_model(verified.model_dir) if verified else None)
     write_outputs(result, ctx.files.analysis_dir, top_k=ctx.config.analysis.top_k)
     ctx.publish(ctx.files.analysis_dir, "analysis")
+    ctx.hand_over("analyze_errors", ctx.files.analysis_dir)
     summary = ctx.read_json(ctx.files.analysis_summary)
     leaking = summary["leakage"]["flagged"]
     if result.skipped:
@@ -184,6 +187,7 @@ def fine_tune(spec: RunSpec, champion_version: int | None) -> Trained:
     from aire.model.training import fit
 
     ctx = RunContext(spec)
+    ctx.receive("validate_data", "analyze_errors")
     files = ctx.files
     frame = ctx.batch()
     training, analysis = ctx.config.training, ctx.config.analysis
@@ -226,6 +230,7 @@ def fine_tune(spec: RunSpec, champion_version: int | None) -> Trained:
         "warm_start_version": champion_version, "rows_train": len(trained_on.frame),
         "analysis_action": trained_on.action,
     })
+    ctx.hand_over("fine_tune", files.train, files.holdout, files.model_dir, files.training)
     return {"device": result.device, "epochs": result.epochs, "seconds": round(result.seconds, 3),
             "rows_train": len(trained_on.frame), "rows_holdout": len(holdout), "warm_start_version": champion_version,
             "analysis_action": trained_on.to_dict()}
@@ -239,6 +244,7 @@ def sign_model(spec: RunSpec, champion_version: int | None = None) -> Signed:
     from aire.trust.signing import sign_model as sign
 
     ctx = RunContext(spec)
+    ctx.receive("fine_tune")
     files, keys = ctx.files, ctx.keys
     signed = sign(files.model_dir, files.signature, private_key=keys.private)
     # One entry per run and digest: a load checks that the digest was signed by the very run
@@ -253,6 +259,7 @@ def sign_model(spec: RunSpec, champion_version: int | None = None) -> Signed:
     ctx.registry.log_artifacts(ctx.mlflow_run_id, files.model_dir, model_path)
     ctx.registry.log_artifact(ctx.mlflow_run_id, files.signature, signature_path)
     ctx.registry.set_run_tags(ctx.mlflow_run_id, {TAG_SIGNED_DIGEST: signed.digest})
+    ctx.hand_over("sign_model", files.signature, files.signing)
     return {"digest": signed.digest}
 
 
@@ -271,8 +278,11 @@ def evaluate(spec: RunSpec, champion_version: int | None) -> Evaluated:
 
     ctx = RunContext(spec)
     files = ctx.files
-    # An earlier try's report must not survive this try's failure: the gate would read it.
+    # An earlier try's report must not survive this try's failure: the gate would read it,
+    # here or (through the hand-off) on another host.
     files.evaluation.unlink(missing_ok=True)
+    ctx.withdraw("evaluate", files.evaluation_dir)
+    ctx.receive("validate_data", "fine_tune", "sign_model")
     batch = ctx.batch()
     train, holdout = ctx.split()
     ctx.verified_candidate()
@@ -283,6 +293,7 @@ def evaluate(spec: RunSpec, champion_version: int | None) -> Evaluated:
                        champion=load_model(verified.model_dir) if verified else None, reference=reference,
                        train_labels=train[ctx.config.dataset.label] if ctx.config.dataset.label in train else None)
     ctx.publish(files.evaluation_dir, "evaluation")
+    ctx.hand_over("evaluate", files.evaluation_dir)
     record = ctx.read_json(files.evaluation)
     ctx.registry.log_metrics(ctx.mlflow_run_id, evaluation_metrics(record))
     return cast(Evaluated, evaluation_summary(record))
@@ -303,6 +314,8 @@ def gate(spec: RunSpec, champion_version: int | None) -> dict[str, Any]:
     from aire.promotion.gate import decide
 
     ctx = RunContext(spec)
+    # Whatever failed handed nothing over: the gate reads it as missing evidence.
+    ctx.receive("validate_data", "analyze_errors", "fine_tune", "sign_model", "evaluate", optional=True)
     files = ctx.files
     evidence = evidence_from_files(files.evaluation, files.analysis_summary, files.signing,
                                    first_run=champion_version is None, validation_json=files.validation)
@@ -320,6 +333,7 @@ def gate(spec: RunSpec, champion_version: int | None) -> dict[str, Any]:
     ctx.write_json(decision, files.decision)
     record_decision(ctx.ledger, files.decision, decision, mlflow_run_id=ctx.mlflow_run_id)
     ctx.publish(files.decision, "decision")
+    ctx.hand_over("gate", files.decision)
     ctx.registry.set_run_tags(ctx.mlflow_run_id, {TAG_GATE: "promote" if decision["promote"] else "reject"})
     return decision
 
@@ -336,6 +350,8 @@ def promote(spec: RunSpec, champion_version: int | None = None) -> dict[str, Any
     from aire.promotion.promote import Candidate, promote_candidate
 
     ctx = RunContext(spec)
+    ctx.receive("validate_data", "fine_tune", "sign_model", "gate")
+    ctx.receive("approval", optional=True)  # only with approval.required
     files = ctx.files
     decision = ctx.read_json(files.decision)
     if decision.get("promote") is not True:
@@ -366,6 +382,8 @@ def reject(spec: RunSpec, champion_version: int | None = None, *,
     from aire.promotion.approval import approval_for
 
     ctx = RunContext(spec)
+    # The incident's evidence is every report there is (aire.incidents.sources.evidence_from_run).
+    ctx.receive("validate_data", "analyze_errors", "sign_model", "evaluate", "gate", "approval", optional=True)
     files = ctx.files
     decision = ctx.read_json_or_none(files.decision) or {"promote": False, "checks": []}
     approval = approval_for(files.approval, files.decision)

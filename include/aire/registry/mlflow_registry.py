@@ -134,6 +134,10 @@ class Registry:
         for key, value in tags.items():
             self.client.set_tag(run_id, key, value)
 
+    def run_tag(self, run_id: str, key: str) -> str | None:
+        value = self.client.get_run(run_id).data.tags.get(key)
+        return None if value is None else str(value)
+
     def download(self, run_id: str, artifact_path: str, destination: Path) -> Path:
         """A run's artifact; AireError (retried, reported) when it is missing or unreachable."""
         destination.mkdir(parents=True, exist_ok=True)
