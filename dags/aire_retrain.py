@@ -26,7 +26,7 @@ from aire.pipeline.stage_registry import AWAIT_APPROVAL, PIPELINE, stage
 from aire_airflow.callbacks import task_defaults
 from aire_airflow.context import run_spec
 from aire_airflow.operators import AwaitApproval, pinned_champion, stage_task
-from aire_airflow.schedules import retrain_schedule
+from aire_airflow.schedules import queue_for, retrain_schedule
 
 DEFAULT_CONFIG = str(PROJECT_ROOT / "include" / "config" / "credit_risk.yaml")
 DEFAULT_BATCH = str(Home.from_env().data_dir / "batch_clean.csv")
@@ -57,7 +57,7 @@ def aire_retrain() -> None:
     # The gate runs once the candidate is signed even if evaluate failed (its `after`): it
     # then reads the missing report as missing evidence and records a reject decision. Had
     # signing (or anything before it) failed, there is no candidate to decide on.
-    @task.branch(task_id="gate", trigger_rule="all_done_min_one_success")
+    @task.branch(task_id="gate", trigger_rule="all_done_min_one_success", **queue_for("gate"))
     def gate() -> str:
         from aire.pipeline.stages import after_gate
         from aire_airflow.context import log_decision
@@ -74,7 +74,7 @@ def aire_retrain() -> None:
             tasks[upstream] >> tasks[entry.name]
 
     # Reached from the gate directly, or through await_approval (the other one is skipped).
-    @task(task_id="reject", trigger_rule="none_failed_min_one_success")
+    @task(task_id="reject", trigger_rule="none_failed_min_one_success", **queue_for("reject"))
     def reject() -> dict[str, Any]:
         from aire.pipeline import stages
         from aire_airflow.connections import notifier_channel
@@ -84,7 +84,7 @@ def aire_retrain() -> None:
                                   resolver=notifier_channel))
 
     promoted = stage_task(stage("promote"), trigger_rule="none_failed_min_one_success")
-    rejected, approval = reject(), AwaitApproval(task_id=AWAIT_APPROVAL)
+    rejected, approval = reject(), AwaitApproval(task_id=AWAIT_APPROVAL, **queue_for(AWAIT_APPROVAL))
     tasks["gate"] >> [approval, promoted, rejected]
     approval >> [promoted, rejected]
 

@@ -58,17 +58,17 @@ class AwaitApproval(HITLBranchOperator):
 def stage_task(entry: Stage, **task_kwargs: Any) -> Any:
     """The TaskFlow task that runs one stage of the registry (``aire.pipeline.stage_registry``).
 
-    Its task id is the stage's name; a stage on an accelerator goes to the GPU queue. Every
+    Its task id is the stage's name; its queue is ``aire_airflow.schedules.queue_for``'s. Every
     stage but validate_data gets the champion that validate_data pinned (its XCom), so all
     stages of a run compare with, and warm-start from, the same model.
     """
     from airflow.sdk import get_current_context, task
 
     from aire_airflow.context import run_spec
-    from aire_airflow.schedules import gpu_queue
+    from aire_airflow.schedules import queue_for
 
-    if entry.accelerator:
-        task_kwargs.setdefault("queue", gpu_queue())
+    for key, value in queue_for(entry.name, entry.accelerator).items():
+        task_kwargs.setdefault(key, value)
 
     @task(task_id=entry.name, **task_kwargs)
     def run_stage() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""When aire_retrain runs and where its tasks go: landed batches, a cron, the GPU queue."""
+"""When aire_retrain runs and where its tasks go: landed batches, a cron, the GPU queue, task routes."""
 
 from __future__ import annotations
 
@@ -43,6 +43,39 @@ def gpu_queue() -> str:
     import os
 
     return os.environ.get("AIRE_GPU_QUEUE") or "default"
+
+
+def task_queues() -> dict[str, str]:
+    """``AIRE_TASK_QUEUES``: ``task=queue,task=queue`` sends those tasks of aire_retrain to
+    those Celery queues (a pool of hosts each); it wins over ``AIRE_GPU_QUEUE``.
+
+    Read when the DAG is parsed; a malformed entry or an unknown task fails the parse with
+    the variable named, rather than sending a task to a queue nobody serves.
+    """
+    import os
+
+    from aire.pipeline.stage_registry import AWAIT_APPROVAL, OUTCOMES, PIPELINE
+
+    raw = os.environ.get("AIRE_TASK_QUEUES", "")
+    known = {entry.name for entry in (*PIPELINE, *OUTCOMES)} | {AWAIT_APPROVAL}
+    routes: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        task_id, sep, queue = (side.strip() for side in item.partition("="))
+        if not sep or not task_id or not queue:
+            raise ValueError(f"AIRE_TASK_QUEUES: {item!r} is not task=queue")
+        if task_id not in known:
+            raise ValueError(f"AIRE_TASK_QUEUES: no task {task_id!r} in aire_retrain ({', '.join(sorted(known))})")
+        routes[task_id] = queue
+    return routes
+
+
+def queue_for(task_id: str, accelerator: bool = False) -> dict[str, str]:
+    """The ``queue`` argument of a task: its ``AIRE_TASK_QUEUES`` route, else the GPU queue
+    for a stage on an accelerator, else nothing (the executor's default queue)."""
+    routes = task_queues()
+    if task_id in routes:
+        return {"queue": routes[task_id]}
+    return {"queue": gpu_queue()} if accelerator else {}
 
 
 def landed_batch(landing_uri: str, conn_id: str | None, last: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -37,6 +37,13 @@ print(json.dumps({
 }))
 """
 
+# What the dag-processor shows in the UI as the file's import error.
+IMPORT_ERRORS = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+print(json.dumps(DagBag(dag_folder=sys.argv[1]).import_errors))
+"""
+
 
 def parse(tmp_path: Path, **env: str) -> dict[str, Any]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("AIRE_") or k == "AIRE_HOME"}
@@ -60,6 +67,27 @@ def test_the_gpu_queue_takes_fine_tune_only_and_the_schedule_follows_the_environ
     assert queues.pop("fine_tune") == "gpu" and set(queues.values()) == {"default"}
     assert parsed["cron"] == "*/30 * * * *"
     assert parsed["assets"] == [{"name": "aire_landing", "uri": "s3://landing-bucket/credit"}]
+
+
+def test_task_routes_send_any_task_to_its_queue_and_win_over_the_gpu_queue(tmp_path: Path) -> None:
+    routes = "analyze_errors=hosts-b, sign_model=hosts-b,gate=hosts-b,fine_tune=hosts-c,await_approval=hosts-c"
+    queues = parse(tmp_path, AIRE_GPU_QUEUE="gpu", AIRE_TASK_QUEUES=routes)["queues"]
+    assert queues == {"validate_data": "default", "analyze_errors": "hosts-b", "fine_tune": "hosts-c",
+                      "sign_model": "hosts-b", "evaluate": "default", "gate": "hosts-b",
+                      "await_approval": "hosts-c", "promote": "default", "reject": "default"}
+
+
+@pytest.mark.parametrize(("routes", "error"), [("gate", "'gate' is not task=queue"),
+                                               ("train=gpu", "no task 'train' in aire_retrain")])
+def test_a_malformed_task_route_fails_the_parse_naming_the_variable(tmp_path: Path, routes: str,
+                                                                    error: str) -> None:
+    environ = {**os.environ, "AIRE_HOME": str(tmp_path), "AIRFLOW_HOME": str(tmp_path / "airflow"),
+               "AIRE_TASK_QUEUES": routes}
+    out = subprocess.run([sys.executable, "-c", IMPORT_ERRORS, str(ROOT / "dags")], env=environ,
+                         capture_output=True, text=True, check=True)
+    errors = json.loads(out.stdout.strip().splitlines()[-1])
+    assert any(path.endswith("aire_retrain.py") and f"AIRE_TASK_QUEUES: {error}" in message
+               for path, message in errors.items()), errors
 
 
 # --- which batch a run trains on --------------------------------------------------------------
