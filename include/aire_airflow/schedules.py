@@ -69,7 +69,7 @@ def task_queues() -> dict[str, str]:
     return routes
 
 
-def queue_for(task_id: str, accelerator: bool = False) -> dict[str, str]:
+def queue_for(task_id: str, accelerator: bool = False) -> dict[str, Any]:
     """The ``queue`` argument of a task: its ``AIRE_TASK_QUEUES`` route, else the GPU queue
     for a stage on an accelerator, else nothing (the executor's default queue)."""
     routes = task_queues()
