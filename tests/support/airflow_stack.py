@@ -94,8 +94,10 @@ class AirflowStack:
         self.processes: list[Process] = []
 
     # --- lifecycle --------------------------------------------------------------------
-    def start(self, workers: dict[str, str] | None = None) -> AirflowStack:
-        """api-server, scheduler, dag-processor; ``workers`` maps a name to the queues it serves.
+    def start(self, workers: dict[str, str] | None = None,
+              worker_env: dict[str, dict[str, str]] | None = None) -> AirflowStack:
+        """api-server, scheduler, dag-processor; ``workers`` maps a name to the queues it serves,
+        ``worker_env`` a name to what its environment adds (its own ``AIRE_HOME``: another host).
 
         Each is restarted when it exits, as the compose file's ``restart: always`` does:
         a fault test proves what the deployment survives, not what one process does.
@@ -108,7 +110,8 @@ class AirflowStack:
         for name in ("scheduler", "dag-processor"):
             self.processes.append(Process(name, [airflow, name], self.env, self.log_dir, self.token, restart=True))
         for name, queues in (workers or {}).items():
-            env = {**self.env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
+            env = {**self.env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                   **(worker_env or {}).get(name, {})}
             self.processes.append(Process(name, [airflow, "celery", "worker", "--queues", queues,
                                                  "--concurrency", "1", "--celery-hostname", f"{name}@%h",
                                                  "--without-gossip", "--without-mingle"],

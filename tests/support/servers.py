@@ -86,6 +86,8 @@ class Process:
         self._lock = threading.Lock()
         self._stopping = False
         self._gave_up = False
+        self._may_restart = threading.Event()  # cleared: a host that stays down until released
+        self._may_restart.set()
         log_dir.mkdir(parents=True, exist_ok=True)
         self.popen = self._spawn()
         if restart:
@@ -107,6 +109,7 @@ class Process:
                     self._gave_up = True
                     return
             time.sleep(self.RESTART_DELAY)
+            self._may_restart.wait()
             with self._lock:
                 if self._stopping:
                     return
@@ -114,6 +117,14 @@ class Process:
                 with self.log_path.open("ab") as log:
                     log.write(f"\n--- supervisor: exited {status}, restart {len(self.restarts)}\n".encode())
                 self.popen = self._spawn()
+
+    def hold_restarts(self) -> None:
+        """The next exit is not restarted until ``release_restarts``: a host that is down for a
+        while (its machine rebooting), not a process its supervisor restarts at once."""
+        self._may_restart.clear()
+
+    def release_restarts(self) -> None:
+        self._may_restart.set()
 
     @property
     def alive(self) -> bool:
@@ -151,6 +162,7 @@ class Process:
     def stop(self, grace: float = 20.0) -> None:
         with self._lock:
             self._stopping = True
+        self._may_restart.set()  # a held supervisor wakes, sees the stop and ends
         if self.popen.poll() is None:
             _signal_group(self.popen.pid, signal.SIGTERM)
             try:
