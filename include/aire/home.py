@@ -112,6 +112,17 @@ class Home:
         return self.setting("AIRE_INCIDENTS_DB").value
 
     @property
+    def uses_services(self) -> bool:
+        """True for a production home: its incident database is PostgreSQL (``AIRE_INCIDENTS_DB``).
+
+        The one switch for what several hosts must share: such a home keeps its ledger and its
+        promotion locks in that database and signs only with the key from the secret store;
+        an embedded home (the SQLite default) keeps a ledger file, ``fcntl`` locks and its own
+        key pair.
+        """
+        return is_postgresql(self.incidents_db_url)
+
+    @property
     def airflow_db_url(self) -> str:
         return self.setting("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN").value
 
@@ -231,6 +242,11 @@ class RunLayout:
     @property
     def registry_dir(self) -> Path:
         return self.root / names.REGISTRY_DIR
+
+
+def is_postgresql(url: str) -> bool:
+    """Whether a SQLAlchemy URL names PostgreSQL, whatever its driver (``postgresql+psycopg://``)."""
+    return url.partition("://")[0].split("+", 1)[0].strip().lower() == "postgresql"
 
 
 def _derived_by_env(variable: str, value: str) -> bool:

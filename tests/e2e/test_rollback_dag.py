@@ -22,7 +22,7 @@ from aire.pipeline.home_setup import airflow_bin, airflow_env, prepare_home
 from aire.pipeline.run_context import RunSpec
 from aire.pipeline.runner import run_all
 from aire.registry.mlflow_registry import Registry
-from aire.trust.ledger import Ledger
+from aire.trust.ledger import FileLedger
 from tests.support.homes import isolated_home
 
 pytestmark = pytest.mark.e2e
@@ -51,7 +51,7 @@ def test_rollback_dag_restores_the_previous_champion(home: Home) -> None:
         run_id, state = db.execute("SELECT run_id, state FROM dag_run WHERE dag_id='aire_rollback'").fetchone()
     assert state == "success", f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert Registry(home.mlflow_tracking_uri).aliases("credit-risk") == {CHAMPION: 1, PREVIOUS: 2}
-    entry = Ledger(home.ledger_path).entries()[-1]
+    entry = FileLedger(home.ledger_path).entries()[-1]
     assert entry.kind == "rollback" and (entry.entry["from_version"], entry.entry["to_version"]) == (2, 1)
     assert entry.entry["by"] == f"dag:aire_rollback run {run_id}" and entry.entry["reason"] == "drill"
-    Ledger(home.ledger_path).verify()
+    FileLedger(home.ledger_path).verify()

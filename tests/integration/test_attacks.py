@@ -33,7 +33,7 @@ from aire.pipeline.home_setup import prepare_home
 from aire.pipeline.run_context import RunSpec
 from aire.pipeline.runner import run_all
 from aire.registry.mlflow_registry import Registry
-from aire.trust.ledger import Ledger
+from aire.trust.ledger import FileLedger
 from aire.trust.verify import fetch_reference, fetch_verified
 from tests.support.batches import generated_batch
 from tests.support.homes import isolated_home
@@ -102,7 +102,7 @@ def test_a_forged_promote_in_a_rejected_decision_moves_nothing(
     finally:
         decision_path.write_text(original)
     assert registry.aliases(NAME) == before
-    assert not [e for e in Ledger(home.ledger_path).find(LEDGER_PROMOTION, pipeline=NAME)
+    assert not [e for e in FileLedger(home.ledger_path).find(LEDGER_PROMOTION, pipeline=NAME)
                 if e.entry["run_key"] == "corrupt"]
 
 
@@ -137,7 +137,7 @@ def test_an_edited_middle_entry_stops_the_next_append(
     assert code == 2 and "ledger" in err
     assert registry.aliases(NAME) == {CHAMPION: 2, PREVIOUS: 1}
     with pytest.raises(VerificationError, match="seq 2"):
-        Ledger(home.ledger_path).append("model_signed", {"pipeline": NAME, "digest": "f" * 64})
+        FileLedger(home.ledger_path).append("model_signed", {"pipeline": NAME, "digest": "f" * 64})
 
 
 def test_a_truncated_ledger_tail_is_detected(home: Home, ledger_kept: bytes,
@@ -173,7 +173,7 @@ def test_a_swapped_reference_without_its_data_digest_tag_is_refused(
         swapped.to_parquet(reference, index=False)
         registry.client.delete_model_version_tag(NAME, str(champion.version), TAG_DATA_DIGEST)
         verified = fetch_verified(registry, registry.champion(NAME), public_key=home.public_key,  # type: ignore[arg-type]
-                                  ledger=Ledger(home.ledger_path), workdir=tmp_path / "dl")
+                                  ledger=FileLedger(home.ledger_path), workdir=tmp_path / "dl")
         with pytest.raises(VerificationError, match="data digest"):
             fetch_reference(registry, verified, tmp_path / "ref")
     finally:
@@ -208,14 +208,14 @@ def test_a_crash_after_the_champion_moved_is_completed_by_the_next_run(
     for step in (stages.analyze_errors, stages.fine_tune, stages.sign_model, stages.evaluate):
         step(spec, champion)
     assert stages.gate(spec, champion)["promote"] is True
-    append = Ledger.append
+    append = FileLedger.append
 
-    def killed_at_the_promotion_record(self: Ledger, kind: str, entry: dict[str, Any]) -> Any:
+    def killed_at_the_promotion_record(self: FileLedger, kind: str, entry: dict[str, Any]) -> Any:
         if kind == LEDGER_PROMOTION:
             raise Killed()
         return append(self, kind, entry)
 
-    monkeypatch.setattr(Ledger, "append", killed_at_the_promotion_record)
+    monkeypatch.setattr(FileLedger, "append", killed_at_the_promotion_record)
     with pytest.raises(Killed):
         stages.promote(spec, champion)
     monkeypatch.undo()
@@ -223,9 +223,9 @@ def test_a_crash_after_the_champion_moved_is_completed_by_the_next_run(
     new = result["version"]
     aliases = registry.aliases(NAME)
     assert aliases[CHAMPION] == new and aliases[PREVIOUS] == champion and CHALLENGER not in aliases
-    records = [e.entry for e in Ledger(home.ledger_path).find(LEDGER_PROMOTION, pipeline=NAME)]
+    records = [e.entry for e in FileLedger(home.ledger_path).find(LEDGER_PROMOTION, pipeline=NAME)]
     assert [(r["from_version"], r["to_version"]) for r in records][-1] == (champion, new)
-    Ledger(home.ledger_path).verify()
+    FileLedger(home.ledger_path).verify()
 
 
 # --- 13: honest outcomes ---------------------------------------------------------------------------

@@ -195,7 +195,7 @@ def test_an_older_model_replayed_under_a_newer_version_is_refused(home: Home, tm
     import shutil
 
     from aire.data.datasets import german_credit, make_batch
-    from aire.trust.ledger import Ledger
+    from aire.trust.ledger import FileLedger
     from aire.trust.verify import fetch_verified
 
     data = yaml.safe_load(CONFIG.read_text())
@@ -220,7 +220,7 @@ def test_an_older_model_replayed_under_a_newer_version_is_refused(home: Home, tm
         shutil.rmtree(v2_dir)
         shutil.copytree(v1_dir, v2_dir)  # the older model, with its own valid signature
         with pytest.raises(VerificationError, match="replayed or swapped"):
-            fetch_verified(registry, v2, public_key=home.public_key, ledger=Ledger(home.ledger_path),
+            fetch_verified(registry, v2, public_key=home.public_key, ledger=FileLedger(home.ledger_path),
                            workdir=tmp_path / "fetch")
         assert pipeline_status(CONFIG, home)["champion"]["verified"] is False
     finally:

@@ -29,7 +29,7 @@ from aire.pipeline.home_setup import prepare_home
 from aire.pipeline.run_context import RunSpec
 from aire.pipeline.runner import run_all
 from aire.registry.mlflow_registry import Registry
-from aire.trust.ledger import Ledger
+from aire.trust.ledger import FileLedger
 from tests.support.batches import generated_batch
 from tests.support.homes import isolated_home
 
@@ -76,7 +76,7 @@ def test_the_demo_story_holds_on_empty_gates(home: Home, story: dict[str, Any]) 
     assert second["evidence"]["champion_noise_rate"] == pytest.approx(
         story["first"]["analyze_errors"]["estimated_noise_rate"])
     assert registry(home).aliases(NAME) == {CHAMPION: 2, PREVIOUS: 1}  # no challenger left behind
-    promotions = Ledger(home.ledger_path).find("promotion", pipeline=NAME)
+    promotions = FileLedger(home.ledger_path).find("promotion", pipeline=NAME)
     assert [(e.entry["from_version"], e.entry["to_version"]) for e in promotions] == [(None, 1), (1, 2)]
     assert promotions[1].entry["decision"]["promote"] is True
 
@@ -97,7 +97,7 @@ def test_rollback_restores_the_previous_champion_on_the_record(
     result = json.loads(out)
     assert (result["from_version"], result["to_version"], result["incident_id"]) == (2, 1, incident.id)
     assert registry(home).aliases(NAME) == {CHAMPION: 1, PREVIOUS: 2}
-    entry = Ledger(home.ledger_path).entries()[-1]
+    entry = FileLedger(home.ledger_path).entries()[-1]
     assert entry.kind == "rollback" and entry.entry["by"].startswith("cli:") and entry.entry["to_version"] == 1
     assert entry.entry["digest"] == registry(home).version(NAME, 1).signed_digest
     notes = [e.detail for e in IncidentStore(home.incidents_db_url).get(incident.id).timeline if e.event == "note"]
@@ -115,10 +115,10 @@ def test_rollback_restores_the_previous_champion_on_the_record(
 ])
 def test_rollback_refuses_bad_targets(home: Home, story: dict[str, Any], capsys: pytest.CaptureFixture[str],
                                       argv: list[str], message: str) -> None:
-    before = len(Ledger(home.ledger_path).entries())
+    before = len(FileLedger(home.ledger_path).entries())
     code, _, err = cli(capsys, "rollback", *argv)
     assert code == 2 and message in err
-    assert registry(home).aliases(NAME)[CHAMPION] == 2 and len(Ledger(home.ledger_path).entries()) == before
+    assert registry(home).aliases(NAME)[CHAMPION] == 2 and len(FileLedger(home.ledger_path).entries()) == before
 
 
 def test_rollback_to_a_tampered_version_moves_nothing(home: Home, story: dict[str, Any],
@@ -126,7 +126,7 @@ def test_rollback_to_a_tampered_version_moves_nothing(home: Home, story: dict[st
     v1 = registry(home).version(NAME, 1)
     weights = next((home.mlflow_dir / "artifacts").rglob(f"{v1.signed_digest}/model/weights.safetensors"))
     original = weights.read_bytes()
-    before = len(Ledger(home.ledger_path).entries())
+    before = len(FileLedger(home.ledger_path).entries())
     try:
         weights.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
         code, _, err = cli(capsys, "rollback", "--to", "1")
@@ -134,7 +134,7 @@ def test_rollback_to_a_tampered_version_moves_nothing(home: Home, story: dict[st
     finally:
         weights.write_bytes(original)
     assert registry(home).aliases(NAME) == {CHAMPION: 2, PREVIOUS: 1}
-    assert len(Ledger(home.ledger_path).entries()) == before
+    assert len(FileLedger(home.ledger_path).entries()) == before
 
 
 def test_ledger_prints_and_a_tampered_ledger_is_detected(home: Home, story: dict[str, Any],
@@ -230,7 +230,7 @@ def test_two_concurrent_promotions_leave_one_champion_judged_against_its_predece
     assert winner["previous_version"] == 1 and "moved to v" in loser["reason"] and loser["challenger"]
     assert registry(home).aliases("race") == {CHAMPION: winner["version"], PREVIOUS: 1,
                                               CHALLENGER: loser["version"]}
-    ledger = Ledger(home.ledger_path)
+    ledger = FileLedger(home.ledger_path)
     ledger.verify()
     promotions = [(e.entry["from_version"], e.entry["to_version"]) for e in ledger.find("promotion", pipeline="race")]
     assert promotions == [(None, 1), (1, winner["version"])]

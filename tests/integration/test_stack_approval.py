@@ -141,10 +141,11 @@ def test_approval_promotes_and_records_the_approver(deployment: Deployment, appr
     with environment(deployment.client_env()):
         version = MlflowClient().get_model_version(PIPELINE, str(current.version))
         run = MlflowClient().get_run(version.run_id)
+        # The deployment's home uses services: its ledger is the incident database's (as the workers').
+        entries = Ledger.for_home(Home(deployment.home)).entries()
     assert version.tags["aire.approved_by"] == "alice"
     assert run.data.tags["aire.approval"] == "approved" and run.data.tags["aire.approved_by"] == "alice"
-    [entry] = [e.entry for e in Ledger(Home(deployment.home).ledger_path).entries()
-               if e.kind == "promotion" and e.entry["run_key"] == approved["run_id"]]
+    [entry] = [e.entry for e in entries if e.kind == "promotion" and e.entry["run_key"] == approved["run_id"]]
     assert entry["approval"]["outcome"] == "approved"
     assert entry["approval"]["responded_by"] == {"id": "alice", "name": "alice"}
 

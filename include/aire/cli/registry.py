@@ -52,14 +52,15 @@ def _ledger(args: argparse.Namespace) -> int:
         problem = str(exc)
     shown = [e for e in entries if args.kind is None or e.kind == args.kind]
     if args.json:
-        print(json.dumps({"path": str(ledger.path), "entries": [] if args.verify else [e.to_dict() for e in shown],
+        print(json.dumps({"path": ledger.location, "backend": ledger.backend,
+                          "entries": [] if args.verify else [e.to_dict() for e in shown],
                           "count": len(entries), "verified": problem is None, "problem": problem}, indent=2))
     else:
         if not args.verify:
             for item in shown:
                 print(f"{item.seq:>5}  {item.time}  {item.kind:<13} {_summary(item.entry)}")
         if problem is None:
-            print(f"ledger {ledger.path}: {len(entries)} entries, hash chain verified")
+            print(f"ledger {ledger.location}: {len(entries)} entries, hash chain verified")
     if problem is not None:
         raise VerificationError(f"ledger does not verify: {problem}")
     return 0

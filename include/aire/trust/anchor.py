@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from aire.errors import AireError
 
 if TYPE_CHECKING:
-    from sqlalchemy import Table
+    from sqlalchemy import MetaData, Table
     from sqlalchemy.engine import Engine
 
 TABLE = "aire_ledger_head"
@@ -108,8 +108,16 @@ class DatabaseAnchor:
 
     @cached_property
     def _table(self) -> Table:
-        from sqlalchemy import Column, Integer, MetaData, String, Table, Text
+        from sqlalchemy import MetaData
 
-        return Table(TABLE, MetaData(), Column("ledger", String(1024), primary_key=True),
-                     Column("seq", Integer, nullable=False), Column("hash", String(64), nullable=False),
-                     Column("line", Text, nullable=False), Column("updated", String(40)))
+        return head_table(MetaData())
+
+
+def head_table(metadata: MetaData) -> Table:
+    """The ``aire_ledger_head`` table (one row per ledger) in ``metadata``; the database ledger
+    (``aire.trust.ledger_db``) keeps its head here too, under its own ledger id."""
+    from sqlalchemy import Column, Integer, String, Table, Text
+
+    return Table(TABLE, metadata, Column("ledger", String(1024), primary_key=True),
+                 Column("seq", Integer, nullable=False), Column("hash", String(64), nullable=False),
+                 Column("line", Text, nullable=False), Column("updated", String(40)))

@@ -17,6 +17,12 @@ appended to. A chain alone cannot show a file cut short or deleted, so a ledger 
 with an anchor (``Ledger.for_home``: its head in the database, ``aire.trust.anchor``)
 also compares its head with the anchored one. ``entries`` alone reads without checking,
 for tools that show a broken ledger.
+
+``Ledger`` is the interface every caller holds; ``Ledger.for_home`` picks the store. The
+embedded home keeps the file above (``FileLedger``); a home whose incident database is
+PostgreSQL (``Home.uses_services``) keeps the same entries, hashed the same way, in that
+database (``aire.trust.ledger_db.DatabaseLedger``), so workers on several hosts write one
+chain and no ``ledger.jsonl`` is ever created in their homes.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import fcntl
 import hashlib
 import json
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,36 +74,117 @@ def entry_hash(seq: int, time: str, kind: str, entry: dict[str, Any], prev_hash:
     return hashlib.sha256(_canonical(body)).hexdigest()
 
 
-class Ledger:
+class Ledger(ABC):
+    """A hash-chained, append-only record of trust decisions, wherever it is stored.
+
+    ``append`` and every lookup (``read``, ``find``, ``verify``) check the whole chain first
+    and raise ``VerificationError`` naming the first entry that breaks it; ``entries`` only
+    parses, for tools that show a broken ledger.
+    """
+
+    @classmethod
+    def for_home(cls, home: Home) -> Ledger:
+        """The home's ledger: in its PostgreSQL incident database when the home uses services,
+        else the file in the home, its head anchored in the home's database."""
+        if home.uses_services:
+            from aire.trust.ledger_db import DatabaseLedger
+
+            return DatabaseLedger(home.incidents_db_url)
+        return FileLedger(home.ledger_path, DatabaseAnchor(home.incidents_db_url, str(home.ledger_path)))
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the entries live, for messages (a path, or a database URL without its password)."""
+
+    @property
+    @abstractmethod
+    def backend(self) -> str:
+        """``file`` or ``postgresql``."""
+
+    @abstractmethod
+    def append(self, kind: str, entry: dict[str, Any]) -> LedgerEntry:
+        """Add one entry at the end of a chain that verifies; writers are serialised."""
+
+    @abstractmethod
+    def entries(self) -> list[LedgerEntry]:
+        """Every entry, in chain order, parsed but not checked (see ``read`` and ``verify``)."""
+
+    @abstractmethod
+    def read(self) -> list[LedgerEntry]:
+        """Every entry, once the chain (and the anchored head) verify; raises VerificationError."""
+
+    def verify(self) -> None:
+        """Raise VerificationError naming the first entry that breaks the chain, or a head that
+        is not the anchored one."""
+        self.read()
+
+    def find(self, kind: str, **match: Any) -> list[LedgerEntry]:
+        """Entries of ``kind`` whose entry has every ``key=value`` of ``match``, oldest first,
+        from a ledger that verifies."""
+        return [item for item in self.read() if item.kind == kind
+                and all(key in item.entry and item.entry[key] == value
+                        for key, value in match.items())]
+
+    # --- shared by every store ------------------------------------------------------------
+    def _prepared(self, kind: str, entry: dict[str, Any]) -> dict[str, Any]:
+        """A private JSON copy of ``entry`` (later edits by the caller can't leak in)."""
+        if not kind or not isinstance(entry, dict):
+            raise InputError(f"{self.location}: ledger entries need a kind and a dict entry")
+        try:
+            copied: dict[str, Any] = json.loads(_canonical(entry))
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{self.location}: {kind} entry is not JSON-able: {exc}") from exc
+        return copied
+
+    @staticmethod
+    def _next(previous: LedgerEntry | None, kind: str, entry: dict[str, Any]) -> LedgerEntry:
+        seq = previous.seq + 1 if previous else 1
+        prev_hash = previous.hash if previous else GENESIS_HASH
+        time = datetime.now(UTC).isoformat(timespec="microseconds")
+        return LedgerEntry(seq, time, kind, entry, prev_hash, entry_hash(seq, time, kind, entry, prev_hash))
+
+    def _verify_chain(self, chain: list[LedgerEntry]) -> None:
+        prev_hash, expected_seq = GENESIS_HASH, 1
+        for item in chain:
+            if item.seq != expected_seq:
+                raise VerificationError(
+                    f"{self.location}: ledger entry seq {item.seq} found where seq {expected_seq} "
+                    "belongs (entry deleted or reordered)")
+            if item.prev_hash != prev_hash:
+                raise VerificationError(f"{self.location}: ledger entry seq {item.seq} does not "
+                                        "chain to the entry before it (entry deleted or edited)")
+            if entry_hash(item.seq, item.time, item.kind, item.entry, item.prev_hash) != item.hash:
+                raise VerificationError(f"{self.location}: ledger entry seq {item.seq} does not "
+                                        "match its hash (edited)")
+            prev_hash, expected_seq = item.hash, expected_seq + 1
+
+
+class FileLedger(Ledger):
+    """The embedded home's ledger: a JSON-lines file, appends under an exclusive ``fcntl`` lock."""
+
     def __init__(self, path: Path, anchor: Anchor | None = None) -> None:
         self.path = path
         self.anchor = anchor
 
-    @classmethod
-    def for_home(cls, home: Home) -> Ledger:
-        """The home's ledger, its head anchored in the home's database (incidents and locks)."""
-        return cls(home.ledger_path, DatabaseAnchor(home.incidents_db_url, str(home.ledger_path)))
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    @property
+    def backend(self) -> str:
+        return "file"
 
     def append(self, kind: str, entry: dict[str, Any]) -> LedgerEntry:
         """Add one entry at the end of the chain; the file lock serialises writers."""
-        if not kind or not isinstance(entry, dict):
-            raise InputError(f"{self.path}: ledger entries need a kind and a dict entry")
-        try:
-            entry = json.loads(_canonical(entry))  # a private JSON copy: later edits can't leak
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{self.path}: {kind} entry is not JSON-able: {exc}") from exc
+        entry = self._prepared(kind, entry)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked("a+b", fcntl.LOCK_EX) as handle:
             last = _last_line(handle)
             if last:
                 self._parse(last, line_no=0)  # a torn last write is named as such
             chain = self._checked(handle)  # nothing is appended to a chain that does not verify
-            previous = chain[-1] if chain else None
-            seq = previous.seq + 1 if previous else 1
-            prev_hash = previous.hash if previous else GENESIS_HASH
-            time = datetime.now(UTC).isoformat(timespec="microseconds")
-            new = LedgerEntry(seq, time, kind, entry, prev_hash,
-                              entry_hash(seq, time, kind, entry, prev_hash))
+            new = self._next(chain[-1] if chain else None, kind, entry)
             line = _canonical(new.to_dict())
             if self.anchor is not None:
                 self.anchor.write(Head(new.seq, new.hash, line))  # first: see aire.trust.anchor
@@ -124,18 +212,6 @@ class Ledger:
         with self._locked("a+b", fcntl.LOCK_EX) as handle:  # exclusive: it may write back the head
             return self._checked(handle)
 
-    def verify(self) -> None:
-        """Raise VerificationError naming the first entry that breaks the chain, or a head that
-        is not the anchored one."""
-        self.read()
-
-    def find(self, kind: str, **match: Any) -> list[LedgerEntry]:
-        """Entries of ``kind`` whose entry has every ``key=value`` of ``match``, oldest first,
-        from a ledger that verifies."""
-        return [item for item in self.read() if item.kind == kind
-                and all(key in item.entry and item.entry[key] == value
-                        for key, value in match.items())]
-
     # --- checking -------------------------------------------------------------------------
     def _checked(self, handle: IO[bytes]) -> list[LedgerEntry]:
         handle.seek(0)
@@ -144,21 +220,6 @@ class Ledger:
         if self.anchor is None:
             return chain
         return self._against_anchor(handle, chain, self.anchor)
-
-    def _verify_chain(self, chain: list[LedgerEntry]) -> None:
-        prev_hash, expected_seq = GENESIS_HASH, 1
-        for item in chain:
-            if item.seq != expected_seq:
-                raise VerificationError(
-                    f"{self.path}: ledger entry seq {item.seq} found where seq {expected_seq} "
-                    "belongs (line deleted or reordered)")
-            if item.prev_hash != prev_hash:
-                raise VerificationError(f"{self.path}: ledger entry seq {item.seq} does not "
-                                        "chain to the entry before it (line deleted or edited)")
-            if entry_hash(item.seq, item.time, item.kind, item.entry, item.prev_hash) != item.hash:
-                raise VerificationError(f"{self.path}: ledger entry seq {item.seq} does not "
-                                        "match its hash (edited)")
-            prev_hash, expected_seq = item.hash, expected_seq + 1
 
     def _against_anchor(self, handle: IO[bytes], chain: list[LedgerEntry], anchor: Anchor) -> list[LedgerEntry]:
         head = anchor.read()

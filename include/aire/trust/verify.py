@@ -58,7 +58,7 @@ def registration_record(ledger: Ledger, version: ModelVersion) -> dict[str, Any]
     label = f"model '{version.name}' version {version.version}"
     records = ledger.find(LEDGER_REGISTERED, pipeline=version.name, version=version.version)
     if not records:
-        raise VerificationError(f"{label}: no registration record in the ledger {ledger.path}; refusing to load it")
+        raise VerificationError(f"{label}: no registration record in the ledger {ledger.location}; refusing to load it")
     record = records[-1].entry
     claimed = {"digest": version.signed_digest, "mlflow_run_id": version.run_id, "run_key": version.run_key}
     differs = sorted(key for key, value in claimed.items() if record.get(key) != value)

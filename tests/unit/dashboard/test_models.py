@@ -7,13 +7,13 @@ from pathlib import Path
 
 from aire.dashboard.models import last_move, ledger_view, mover
 from aire.home import Home
-from aire.trust.ledger import Ledger
+from aire.trust.ledger import FileLedger, Ledger
 
 
-def _home(tmp_path: Path) -> tuple[Home, Ledger]:
+def _home(tmp_path: Path) -> tuple[Home, FileLedger]:
     home = Home(tmp_path / "home")
     home.root.mkdir(parents=True)
-    ledger = Ledger(home.ledger_path)
+    ledger = FileLedger(home.ledger_path)
     ledger.append("model_signed", {"pipeline": "credit-risk", "digest": "a" * 64, "run_key": "r1"})
     ledger.append("promotion", {"pipeline": "credit-risk", "to_version": 1, "from_version": None,
                                 "digest": "a" * 64, "run_key": "r1"})
