@@ -19,15 +19,18 @@ if TYPE_CHECKING:
 def signing_keys(conn_id: str | None) -> KeyPair | None:
     """The signing pair held by an Airflow connection (or the secrets backend behind it).
 
-    Written for this task's process only, to a private folder that is removed when the
-    process exits; a folder left by a process that was killed is removed by the next task
-    on the host. None keeps the home's pair.
+    ``conn_id`` is the config's ``signing.conn_id``; without one, the deployment's
+    ``AIRE_SIGNING_CONN_ID``. Written for this task's process only, to a private folder that
+    is removed when the process exits; a folder left by a process that was killed is removed
+    by the next task on the host. None when neither names a connection: the embedded home's
+    pair (a home that uses services refuses to sign without one, ``aire.trust.keys.run_keys``).
     """
+    from aire.trust.keys import keypair_from_pem, signing_conn_id
+
+    conn_id = signing_conn_id(conn_id)
     if conn_id is None:
         return None
     from airflow.sdk import Connection
-
-    from aire.trust.keys import keypair_from_pem
 
     conn = Connection.get(conn_id)
     extra = conn.extra_dejson or {}

@@ -164,9 +164,14 @@ def start_deployment(root: Path, databases: Databases, template: str, s3_server:
     """
     from aire.home import Home
     from aire.pipeline.home_setup import prepare_home
+    from aire.trust.keys import ensure_keypair
 
     home = root / "home"
-    prepare_home(Home(home), migrate_airflow=False)  # keys and the example batches
+    prepare_home(Home(home), migrate_airflow=False)  # the example batches
+    # The deployment's one signing key, handed to every task through an Airflow connection
+    # (a home on services never signs with a pair of its own); the home keeps the public half
+    # for the in-process checks.
+    keys = ensure_keypair(home / "keys")
     dags = root / "dags"
     dags.mkdir()
     for dag_file in STACK_DAGS + extra_dags:  # the DAGs under test, not every DAG of the repository
@@ -185,6 +190,8 @@ def start_deployment(root: Path, databases: Databases, template: str, s3_server:
             "conn_type": "aws", "login": S3_LOGIN, "password": s3_secret,
             "extra": {"endpoint_url": proxy.endpoint, "region_name": "us-east-1"}}),
         "AIRE_LANDING_URI": LANDING_URI, "AIRE_LANDING_CONN_ID": "aire_s3",
+        "AIRE_SIGNING_CONN_ID": "aire_signing",
+        "AIRFLOW_CONN_AIRE_SIGNING": json.dumps({"conn_type": "generic", "password": keys.private.read_text()}),
         "AIRE_INCIDENTS_DB": incidents_db, "AIRE_PROBE_ENV_PASSWORD": env_secret,
         # The example config reads s3:// batches with boto3's default chain (moto takes any key).
         "AWS_ENDPOINT_URL_S3": s3_server.endpoint, "AWS_ACCESS_KEY_ID": S3_LOGIN,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 # Variables that would point a home's parts elsewhere: a test's home must own all of them.
-ELSEWHERE = ("MLFLOW_TRACKING_URI", "AIRE_INCIDENTS_DB", "AIRE_LOCK_URL")
+ELSEWHERE = ("MLFLOW_TRACKING_URI", "AIRE_INCIDENTS_DB", "AIRE_LOCK_URL", "AIRE_SIGNING_CONN_ID")
 
 
 @contextmanager

@@ -21,14 +21,16 @@ EXAMPLE_CONFIG = PROJECT_ROOT / "include" / "config" / "credit_risk.yaml"
 def add_commands(sub: Any) -> None:
     cmd = sub.add_parser("sign", help="sign a model directory with OpenSSF model-signing")
     cmd.add_argument("--model", type=Path, required=True, help="the model directory")
-    cmd.add_argument("--key", type=Path, help="EC private key, PEM (default: the home's key pair)")
+    cmd.add_argument("--key", type=Path, help="EC private key, PEM (default: the embedded home's key pair; "
+                     "required when the home uses services)")
     cmd.add_argument("--signature", type=Path, help="where to write it (default: <model>.sig beside it)")
     cmd.set_defaults(handler=_sign)
 
     cmd = sub.add_parser("verify", help="verify a model directory or a registered version")
     cmd.add_argument("--model", type=Path, help="the model directory (default: download --version)")
     cmd.add_argument("--signature", type=Path, help="default: <model>.sig beside the directory")
-    cmd.add_argument("--public-key", type=Path, help="PEM (default: the home's public key)")
+    cmd.add_argument("--public-key", type=Path, help="PEM (default: the embedded home's public key; "
+                     "required when the home uses services)")
     cmd.add_argument("--version", type=int, help="also require the digest recorded for this registered version")
     cmd.add_argument("--config", default=str(EXAMPLE_CONFIG), help="pipeline config naming the model")
     cmd.set_defaults(handler=_verify)
@@ -40,18 +42,21 @@ def default_signature(model_dir: Path) -> Path:
 
 
 def _sign(args: argparse.Namespace) -> int:
-    from aire.trust.keys import ensure_keypair
+    from aire.trust.keys import run_keys
     from aire.trust.signing import sign_model
 
-    key = args.key or ensure_keypair(Home.from_env().ensure().keys_dir).private
+    # The home's own pair only in the embedded home: one on services signs with --key.
+    key = args.key or run_keys(None, Home.from_env().ensure()).private
     signed = sign_model(args.model, args.signature or default_signature(args.model), private_key=key)
     print(json.dumps({"signed": True, **signed.to_dict()}, indent=2))
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from aire.trust.keys import verify_key
+
     home = Home.from_env()
-    public_key = args.public_key or home.public_key
+    public_key = verify_key(args.public_key, home)
     if not public_key.is_file():
         raise InputError(f"no public key at {public_key}: pass --public-key or run `aire init`")
     if args.model is None and args.version is None:

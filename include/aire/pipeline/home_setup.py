@@ -17,11 +17,12 @@ def prepare_home(home: Home, *, migrate_airflow: bool = True) -> dict[str, Any]:
     from aire.trust.keys import ensure_keypair
 
     home.ensure()
-    keys = ensure_keypair(home.keys_dir)
+    # A home on services signs only with the deployment's key (aire.trust.keys.run_keys): no pair of its own.
+    keys = None if home.uses_services else ensure_keypair(home.keys_dir)
     batches = write_example_batches(home.data_dir)
     if migrate_airflow:
         migrate_airflow_db(home)
-    return {"home": str(home.root), "public_key": str(keys.public),
+    return {"home": str(home.root), "public_key": str(keys.public) if keys else None,
             "batches": {name: str(path) for name, path in batches.items()},
             "airflow_db": home.airflow_db_url if migrate_airflow else None}
 

@@ -43,6 +43,7 @@ from aire.scoring.loader import LoadedModel
 from aire.scoring.odd import RULE_FINITE
 from aire.scoring.stats import Distribution
 from aire.scoring.writer import scored_output, summary_uri, write_summary
+from aire.trust.keys import verify_key
 from aire.trust.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class ScoreRequest:
     out_uri: str
     batch_id: str | None = None  # names the batch in the home and in incidents; default: from its file name
     s3: S3Settings | None = None
-    public_key: Path | None = None  # default: the home's
+    public_key: Path | None = None  # default: the embedded home's (a home on services needs it given)
     by: str = "cli"  # who asked (a DAG run, the CLI): recorded in the summary
     # A refusal's incident key; a DAG task passes its failure callback's (dag, run, task, try),
     # so the refusal and the task's failure are one incident, not two.
@@ -87,7 +88,7 @@ def score_batch(request: ScoreRequest, home: Home | None = None) -> dict[str, An
         raise
     registry = Registry(home.mlflow_tracking_uri, home.mlflow_artifact_root)
     ledger = Ledger.for_home(home)
-    public_key = request.public_key or home.public_key
+    public_key = verify_key(request.public_key, home)  # a home on services: the shared key only
     settings = config.scoring
     serving = resolve(registry, config.name, public_key=public_key, ledger=ledger, settings=settings)
     if serving.fell_back:

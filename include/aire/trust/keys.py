@@ -4,6 +4,11 @@ In the embedded home the pair is an EC P-256 key generated on first use. In prod
 the private key comes from an Airflow connection or a secrets backend: the Airflow
 adapter reads it there and calls ``keypair_from_pem``, which writes it, for the life of
 one task, to a private folder; it never lives in the repository.
+
+A home that uses services (``Home.uses_services``) has one trust root, the key in the
+secret: ``run_keys`` and ``verify_key`` refuse, with the setting to provide, instead of
+generating or reading a pair of the worker's own, which would sign models no other host
+can verify (or verify with a key nobody else signs with).
 """
 
 from __future__ import annotations
@@ -11,15 +16,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from aire import atomic
-from aire.errors import InputError
+from aire.errors import InputError, VerificationError
+
+if TYPE_CHECKING:
+    from aire.home import Home
 
 PRIVATE_KEY_NAME = "signing.key"  # PEM (PKCS#8, unencrypted, mode 0600)
 PUBLIC_KEY_NAME = "signing.pub"  # PEM; Home.public_key points here
+# The deployment's signing connection when a pipeline config names none (signing.conn_id wins).
+SIGNING_CONN_ENV = "AIRE_SIGNING_CONN_ID"
 
 
 @dataclass(frozen=True)
@@ -91,3 +102,38 @@ def keypair_from_pem(private_pem: str | None, public_pem: str | None, directory:
     atomic.write_bytes(pair.public, public_pem.encode(), mode=0o644)
     return pair
 
+
+def signing_conn_id(configured: str | None) -> str | None:
+    """The Airflow connection that holds the signing key: the config's ``signing.conn_id``,
+    else the deployment's ``AIRE_SIGNING_CONN_ID``, else None (the embedded home's pair)."""
+    return configured or os.environ.get(SIGNING_CONN_ENV) or None
+
+
+def _no_shared_key(home: Home, need: str) -> VerificationError:
+    return VerificationError(
+        f"no shared signing key to {need} with: home {home.root} uses services (AIRE_INCIDENTS_DB is "
+        "PostgreSQL), so a worker never signs or verifies with a key pair of its own. Provide the "
+        f"deployment's key: in a DAG task, set signing.conn_id in the pipeline config (or {SIGNING_CONN_ENV} "
+        "for the whole deployment) to the Airflow connection (or secrets-backend entry) whose password is "
+        "the private key PEM; on the command line, pass --key (signing) or --public-key (verification)")
+
+
+def run_keys(given: KeyPair | None, home: Home) -> KeyPair:
+    """The pair a run signs and verifies with: ``given`` (from the secret) if set; otherwise the
+    embedded home's own pair (generated on first use); a home that uses services refuses
+    (VerificationError, never retried) rather than generate a pair of its own."""
+    if given is not None:
+        return given
+    if home.uses_services:
+        raise _no_shared_key(home, "sign")
+    return ensure_keypair(home.keys_dir)
+
+
+def verify_key(given: Path | None, home: Home) -> Path:
+    """The public key to verify with: ``given`` if set; otherwise the embedded home's
+    (``Home.public_key``, never generated here); a home that uses services refuses."""
+    if given is not None:
+        return given
+    if home.uses_services:
+        raise _no_shared_key(home, "verify")
+    return home.public_key

@@ -15,8 +15,9 @@ from safetensors.torch import save_file
 AIRE = str(Path(sys.executable).with_name("aire"))
 
 
-def aire(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AIRE_HOME": str(home)}
+def aire(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**{k: v for k, v in os.environ.items() if k not in ("AIRE_INCIDENTS_DB", "AIRE_LOCK_URL")},
+           "AIRE_HOME": str(home), **(env or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run([AIRE, *args], env=env, capture_output=True, text=True, timeout=120)
 
@@ -75,3 +76,19 @@ def test_verify_without_a_public_key_or_target_explains(tmp_path: Path, model_di
     assert aire(tmp_path / "home", "sign", "--model", str(model_dir)).returncode == 0
     nothing = aire(tmp_path / "home", "verify")
     assert nothing.returncode == 2 and "--model" in nothing.stderr
+
+
+def test_a_home_on_services_signs_and_verifies_only_with_a_key_given(tmp_path: Path, model_dir: Path) -> None:
+    from aire.trust.keys import ensure_keypair
+
+    services = {"AIRE_INCIDENTS_DB": "postgresql+psycopg://aire@db.invalid:5432/aire"}  # never connected to
+    home = tmp_path / "worker-home"
+    refused = aire(home, "sign", "--model", str(model_dir), env=services)
+    assert refused.returncode == 2 and "no shared signing key to sign with" in refused.stderr
+    assert "signing.conn_id" in refused.stderr and not (home / "keys" / "signing.key").exists()
+    pair = ensure_keypair(tmp_path / "shared-keys")  # the deployment's key, as a secret hands it over
+    assert aire(home, "sign", "--model", str(model_dir), "--key", str(pair.private), env=services).returncode == 0
+    refused = aire(home, "verify", "--model", str(model_dir), env=services)
+    assert refused.returncode == 2 and "no shared signing key to verify with" in refused.stderr
+    verified = aire(home, "verify", "--model", str(model_dir), "--public-key", str(pair.public), env=services)
+    assert verified.returncode == 0, verified.stderr

@@ -106,3 +106,70 @@ def test_a_key_from_a_connection_does_not_outlive_its_task(tmp_path: Path, monke
     task("exits")
     assert not killed.exists()  # ... until the next task on the host
     assert stat.S_IMODE(killed.parent.stat().st_mode) == 0o700
+
+
+# --- one trust root: a home on services signs and verifies only with the shared key ----------
+SERVICES_DB = "postgresql+psycopg://aire@db.invalid:5432/aire"  # never connected to: the URL decides
+
+
+def test_an_embedded_home_uses_its_own_pair(aire_home: Path) -> None:
+    from aire.home import Home
+    from aire.trust.keys import run_keys, verify_key
+
+    home = Home.from_env()
+    assert not home.uses_services
+    pair = run_keys(None, home)
+    assert pair == ensure_keypair(home.keys_dir)
+    assert verify_key(None, home) == home.public_key == pair.public
+
+
+def test_a_given_pair_is_used_whatever_the_home(aire_home: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from aire.home import Home
+    from aire.trust.keys import run_keys, verify_key
+
+    monkeypatch.setenv("AIRE_INCIDENTS_DB", SERVICES_DB)
+    private, _ = pem(ec.generate_private_key(ec.SECP256R1()))
+    given = keypair_from_pem(private, None, tmp_path / "from-secret")
+    home = Home.from_env()
+    assert home.uses_services
+    assert run_keys(given, home) == given
+    assert verify_key(given.public, home) == given.public
+    assert not home.keys_dir.exists()  # nothing generated
+
+
+@pytest.mark.parametrize("use", ["sign", "verify"])
+def test_a_home_on_services_without_the_shared_key_refuses(aire_home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            use: str) -> None:
+    from aire.errors import VerificationError
+    from aire.home import Home
+    from aire.trust.keys import run_keys, verify_key
+
+    monkeypatch.setenv("AIRE_INCIDENTS_DB", SERVICES_DB)
+    home = Home.from_env()
+    if use == "verify":
+        ensure_keypair(home.keys_dir)  # even a pair left in the home is not used
+    with pytest.raises(VerificationError) as refused:
+        run_keys(None, home) if use == "sign" else verify_key(None, home)
+    message = str(refused.value)
+    assert f"no shared signing key to {use} with" in message
+    assert "uses services (AIRE_INCIDENTS_DB is PostgreSQL)" in message
+    assert "signing.conn_id" in message and "AIRE_SIGNING_CONN_ID" in message
+    assert "private key PEM" in message and "--key" in message
+    if use == "sign":
+        assert not home.keys_dir.exists()  # no pair of its own was generated
+
+
+def test_the_deployment_signing_connection_fills_in_for_the_config(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from aire.trust.keys import signing_conn_id
+    from aire_airflow.connections import signing_keys
+
+    private, public = pem(ec.generate_private_key(ec.SECP256R1()))
+    monkeypatch.setenv("AIRFLOW_CONN_DEPLOYMENT_KEY", json.dumps({"conn_type": "generic", "password": private}))
+    monkeypatch.delenv("AIRE_SIGNING_CONN_ID", raising=False)
+    assert signing_conn_id(None) is None and signing_keys(None) is None
+    monkeypatch.setenv("AIRE_SIGNING_CONN_ID", "deployment_key")
+    assert signing_conn_id(None) == "deployment_key" and signing_conn_id("from_config") == "from_config"
+    pair = signing_keys(None)
+    assert pair is not None and pair.public.read_text().strip() == public.strip()
