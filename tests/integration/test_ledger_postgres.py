@@ -1,5 +1,5 @@
 """One ledger, one trust root (issue 14, item 2): the ledger of a home on services is rows in
-its PostgreSQL incident database.
+its PostgreSQL incident database, and the promotion lock is that server's only.
 
 Real PostgreSQL, a fresh database ``aire_ledger_<random>`` per test, dropped afterwards
 (``AIRE_TEST_POSTGRES`` points at another server). Two processes with homes of their own
@@ -200,3 +200,40 @@ def test_aire_ledger_verify_reads_the_database_ledger(services_home: Home, datab
     _sql(database, f"UPDATE {TABLE} SET kind = 'promotion' WHERE seq = 1")
     assert main(["ledger", "--verify"]) == 2
     assert "seq 1 does not match its hash" in capsys.readouterr().err
+
+
+def test_promotion_locks_are_the_databases_only(services_home: Home, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from aire.promotion.promote import alias_lock, lock_in_force
+
+    with alias_lock(services_home, "credit-risk", timeout_s=5):
+        pass
+    assert not (services_home.root / "locks").exists()  # no fcntl file in a home on services
+    assert lock_in_force(services_home)["kind"] == "postgresql advisory lock"
+    monkeypatch.delenv("AIRE_INCIDENTS_DB")
+    embedded = Home.from_env()
+    with alias_lock(embedded, "credit-risk", timeout_s=5):
+        pass
+    assert (embedded.root / "locks" / "credit-risk.lock").exists()
+    assert lock_in_force(embedded)["kind"] == "fcntl"
+
+
+def test_aire_status_names_the_ledger_lock_and_key_of_a_home_on_services(
+        services_home: Home, database: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from aire.cli.main import main
+
+    shown = make_url(database).render_as_string(hide_password=True)
+    assert main(["status", "--json"]) == 0
+    using = json.loads(capsys.readouterr().out)["using"]
+    assert using["mode"] == "services"
+    assert using["ledger"] == {"backend": "postgresql", "location": f"{database} (table {TABLE})",
+                               "from": "home uses services: environment (AIRE_INCIDENTS_DB)"}
+    assert using["promotion_lock"] == {"kind": "postgresql advisory lock", "where": shown,
+                                       "from": "AIRE_INCIDENTS_DB"}
+    assert using["signing_key"]["source"].startswith("none: a run on this home refuses to sign")
+    assert "signing.conn_id" in using["signing_key"]["from"]
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert f"ledger          postgresql {database} (table {TABLE})" in out
+    assert f"promotion lock  postgresql advisory lock {shown}  [AIRE_INCIDENTS_DB]" in out
+    assert not services_home.ledger_path.exists()

@@ -167,12 +167,16 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _print_using(parts: dict[str, Any]) -> None:
-    ledger, key = parts["ledger"], parts["signing_key"]
-    print(f"using (home {parts['home']}):")
+    ledger, key, lock = parts["ledger"], parts["signing_key"], parts["promotion_lock"]
+    print(f"using (home {parts['home']}, {parts['mode']}):")
     print(f"  registry        {parts['registry']['uri']}  [{parts['registry']['from']}]")
     print(f"  incident store  {parts['incident_store']['uri']}  [{parts['incident_store']['from']}]")
-    print(f"  ledger          {ledger['path']}, head anchored in {ledger['anchor']}  [{ledger['from']}]")
+    if ledger["backend"] == "file":
+        print(f"  ledger          file {ledger['path']}, head anchored in {ledger['anchor']}  [{ledger['from']}]")
+    else:
+        print(f"  ledger          {ledger['backend']} {ledger['location']}  [{ledger['from']}]")
     print(f"  signing key     {key['source']}  [{key['from']}]")
+    print(f"  promotion lock  {lock['kind']} {lock['where']}  [{lock['from']}]")
     print(f"  airflow db      {parts['airflow_db']['uri']}  [{parts['airflow_db']['from']}]")
 
 

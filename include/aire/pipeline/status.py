@@ -1,5 +1,6 @@
 """What `aire status` reports: a pipeline's champion, verified now, its open incidents, and
-which registry, incident store, ledger and signing key it used (each with where that came from)."""
+which registry, incident store, ledger (file or PostgreSQL), signing key and promotion lock
+(fcntl or PostgreSQL advisory) it used, each with where that came from."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from aire.config import PipelineConfig, load_config
 from aire.errors import AireError
 from aire.home import HOME_DEFAULT, Home, Setting
 from aire.incidents.store import IncidentStore
+from aire.promotion.promote import lock_in_force
 from aire.registry.mlflow_registry import Registry
+from aire.trust.keys import SIGNING_CONN_ENV, signing_conn_id
 from aire.trust.ledger import Ledger
+from aire.trust.ledger_db import TABLE as LEDGER_TABLE
 from aire.trust.verify import fetch_verified
 
 _PASSWORD = re.compile(r"(://[^/:@]*):[^/@]*@")
@@ -31,19 +35,34 @@ def _entry(setting: Setting) -> dict[str, str]:
 def using(home: Home, config: PipelineConfig, config_path: str | Path) -> dict[str, Any]:
     """The parts a run on ``home`` with ``config`` reads and writes, and why those."""
     incidents = home.setting("AIRE_INCIDENTS_DB")
+    conn_id = signing_conn_id(config.signing.conn_id)
     if config.signing.conn_id:
         key = {"source": f"Airflow connection {config.signing.conn_id}",
                "from": f"config {config_path} (signing.conn_id)"}
+    elif conn_id:
+        key = {"source": f"Airflow connection {conn_id}", "from": f"environment ({SIGNING_CONN_ENV})"}
+    elif home.uses_services:
+        key = {"source": "none: a run on this home refuses to sign or verify (run_keys)",
+               "from": f"home uses services; set signing.conn_id in {config_path} or {SIGNING_CONN_ENV}"}
     else:
         key = {"source": f"home key pair {home.public_key}", "from": HOME_DEFAULT}
+    if home.uses_services:
+        # Ledger.for_home: the rows in the PostgreSQL incident database (aire.trust.ledger_db).
+        ledger = {"backend": "postgresql", "location": redacted(f"{incidents.value} (table {LEDGER_TABLE})"),
+                  "from": f"home uses services: {incidents.source}"}
+    else:
+        # Ledger.for_home: the file in the home, its head anchored in the incident database.
+        ledger = {"backend": "file", "path": str(home.ledger_path), "anchor": redacted(incidents.value),
+                  "from": f"{HOME_DEFAULT}; anchor: {incidents.source}"}
+    lock = lock_in_force(home)
     return {
         "home": str(home.root),
+        "mode": "services" if home.uses_services else "embedded",
         "registry": _entry(home.setting("MLFLOW_TRACKING_URI")),
         "incident_store": _entry(incidents),
-        # Ledger.for_home: the file in the home, its head anchored in the incident database.
-        "ledger": {"path": str(home.ledger_path), "anchor": redacted(incidents.value),
-                   "from": f"{HOME_DEFAULT}; anchor: {incidents.source}"},
+        "ledger": ledger,
         "signing_key": key,
+        "promotion_lock": {**lock, "where": redacted(lock["where"])},
         "airflow_db": _entry(home.setting("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")),
     }
 

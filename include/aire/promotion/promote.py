@@ -17,12 +17,14 @@ intent without its promotion; the next promotion or rollback of the pipeline com
 it (the champion did move: the promotion record is written, the stale challenger
 cleared) or closes it as aborted (the champion never moved), under the same lock.
 
-``alias_lock`` serializes alias moves per pipeline. On one host (or a shared file system
-with POSIX locks) an ``fcntl`` lock on ``<home>/locks/<pipeline>.lock`` does it. Workers
-on several hosts that share a PostgreSQL-backed MLflow do not share that file, so when a
-lock URL names PostgreSQL (``AIRE_LOCK_URL``, else ``AIRE_INCIDENTS_DB``) a session-level
-advisory lock on that server is taken as well. A worker that dies holding the lock
-releases both: the kernel drops the flock, PostgreSQL ends the session.
+``alias_lock`` serializes alias moves per pipeline (promotion, approval's promotion, shadow
+promotion, rollback), with exactly one lock, named by ``lock_in_force``. When a lock URL
+names PostgreSQL (``AIRE_LOCK_URL``, else ``AIRE_INCIDENTS_DB``: a home that uses services)
+it is a session-level advisory lock on that server, which every worker on every host
+shares; nothing is written in the home. Otherwise (the embedded home) it is an ``fcntl``
+lock on ``<home>/locks/<pipeline>.lock``, which serializes processes on one host. A worker
+that dies holding the lock releases it: PostgreSQL ends the session, the kernel drops the
+flock.
 """
 
 from __future__ import annotations
@@ -82,16 +84,28 @@ def lock_url(home: Home) -> str | None:
     return None
 
 
+def lock_in_force(home: Home) -> dict[str, str]:
+    """Which alias lock ``alias_lock`` takes on ``home``, where, and which setting chose it."""
+    url = lock_url(home)
+    if url is None:
+        return {"kind": "fcntl", "where": str(home.root / "locks"), "from": "embedded home (no PostgreSQL lock URL)"}
+    from sqlalchemy.engine import make_url
+
+    return {"kind": "postgresql advisory lock", "where": make_url(url).render_as_string(hide_password=True),
+            "from": LOCK_URL_ENV if os.environ.get(LOCK_URL_ENV) else "AIRE_INCIDENTS_DB"}
+
+
 @contextmanager
 def alias_lock(home: Home, pipeline: str, *, timeout_s: float = 600.0) -> Iterator[None]:
-    """Hold the pipeline's alias lock: the file lock, and the PostgreSQL one when configured."""
+    """Hold the pipeline's alias lock: the PostgreSQL advisory lock when a lock URL names
+    PostgreSQL, else the home's file lock (see the module doc)."""
     url = lock_url(home)
-    with _file_lock(home.root / "locks" / f"{pipeline}.lock"):
-        if url is None:
+    if url is None:
+        with _file_lock(home.root / "locks" / f"{pipeline}.lock"):
             yield
-        else:
-            with advisory_lock(url, f"aire.alias:{pipeline}", timeout_s=timeout_s):
-                yield
+    else:
+        with advisory_lock(url, f"aire.alias:{pipeline}", timeout_s=timeout_s):
+            yield
 
 
 @contextmanager

@@ -22,10 +22,14 @@ def test_a_fresh_home_uses_its_own_parts(aire_home: Path, capsys: pytest.Capture
     assert using["home"] == str(aire_home)
     assert using["registry"] == {"uri": f"sqlite:///{aire_home / 'mlflow' / 'mlflow.db'}", "from": "home default"}
     assert using["incident_store"] == {"uri": f"sqlite:///{aire_home / 'incidents.db'}", "from": "home default"}
+    assert using["mode"] == "embedded"
+    assert using["ledger"]["backend"] == "file"
     assert using["ledger"]["path"] == str(aire_home / "ledger.jsonl")
     assert using["ledger"]["anchor"] == using["incident_store"]["uri"]
     assert using["signing_key"] == {"source": f"home key pair {aire_home / 'keys' / 'signing.pub'}",
                                     "from": "home default"}
+    assert using["promotion_lock"] == {"kind": "fcntl", "where": str(aire_home / "locks"),
+                                       "from": "embedded home (no PostgreSQL lock URL)"}
 
 
 def test_a_service_set_by_hand_is_named_with_its_variable(aire_home: Path, tmp_path: Path,
@@ -37,6 +41,8 @@ def test_a_service_set_by_hand_is_named_with_its_variable(aire_home: Path, tmp_p
     assert f"incident store  {incidents}  [environment (AIRE_INCIDENTS_DB)]" in out
     assert f"head anchored in {incidents}  [home default; anchor: environment (AIRE_INCIDENTS_DB)]" in out
     assert f"registry        sqlite:///{aire_home / 'mlflow' / 'mlflow.db'}  [home default]" in out
+    assert f"ledger          file {aire_home / 'ledger.jsonl'}, head anchored in {incidents}" in out
+    assert f"promotion lock  fcntl {aire_home / 'locks'}  [embedded home (no PostgreSQL lock URL)]" in out
 
 
 def test_a_value_left_by_aire_env_for_another_home_is_not_taken_for_the_users(
@@ -57,6 +63,13 @@ def test_a_key_from_an_airflow_connection_is_named_with_the_config(aire_home: Pa
     config.write_text(yaml.safe_dump(data))
     key = json.loads(status(capsys, "--config", str(config), "--json"))["using"]["signing_key"]
     assert key == {"source": "Airflow connection aire_signing", "from": f"config {config} (signing.conn_id)"}
+
+
+def test_a_deployment_signing_connection_is_named_with_its_variable(aire_home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("AIRE_SIGNING_CONN_ID", "deployment_key")
+    key = json.loads(status(capsys, "--json"))["using"]["signing_key"]
+    assert key == {"source": "Airflow connection deployment_key", "from": "environment (AIRE_SIGNING_CONN_ID)"}
 
 
 def test_passwords_in_service_uris_are_not_printed() -> None:
