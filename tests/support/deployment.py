@@ -155,6 +155,7 @@ class Deployment:
 def start_deployment(root: Path, databases: Databases, template: str, s3_server: S3Server,
                      mlflow_server: MlflowServer, incidents_db: str, log_dir: Path, token: str,
                      executor: str = "LocalExecutor", workers: dict[str, str] | None = None,
+                     worker_env: dict[str, dict[str, str]] | None = None,
                      env: dict[str, str] | None = None, components: bool = True,
                      extra_dags: tuple[str, ...] = ()) -> Deployment:
     """Start api-server, scheduler, dag-processor (and workers) on a clone of ``template``.
@@ -208,7 +209,7 @@ def start_deployment(root: Path, databases: Databases, template: str, s3_server:
     if not components:
         return deployment
     try:
-        stack.start(workers)
+        stack.start(workers, worker_env)
         stack.wait_parsed("aire_retrain", "aire_landing", "aire_test_secrets_probe")
     except BaseException:
         stack.stop()

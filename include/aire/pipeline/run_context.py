@@ -29,7 +29,7 @@ from aire.errors import AireError, InputError
 from aire.home import Home, RunLayout
 from aire.pipeline.handoff import Handoff, MissingHandoff
 from aire.registry.mlflow_registry import Registry
-from aire.trust.keys import KeyPair, ensure_keypair
+from aire.trust.keys import KeyPair, run_keys
 from aire.trust.ledger import Ledger
 from aire.trust.verify import VerifiedModel, fetch_verified, verify_candidate
 
@@ -90,7 +90,7 @@ class RunContext:
     @cached_property
     def keys(self) -> KeyPair:
         """The pair that signs this run's candidate and verifies every model it loads."""
-        return self.spec.keys or ensure_keypair(self.home.keys_dir)
+        return run_keys(self.spec.keys, self.home)  # a home on services never makes its own
 
     @cached_property
     def store(self) -> ObjectStore:
