@@ -277,3 +277,25 @@ def test_dependencies_exist_and_wait_for_health(compose: dict[str, Any]) -> None
         assert f"CREATE DATABASE {database};" in init_sql
         assert any(f"@postgres/{database}" in value for svc in services.values()
                    for value in (svc.get("environment") or {}).values() if isinstance(value, str))
+
+
+def test_every_worker_signs_with_the_one_key_the_env_file_holds(raw: dict[str, Any], tmp_path: Path) -> None:
+    """A PEM made by .env.example's own command, interpolated as compose does, is the key
+    aire_signing hands to every worker (a home on services never makes its own pair)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from aire.trust.keys import keypair_from_pem
+
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    services = interpolate(raw, {**env_example(), "AIRE_SIGNING_KEY_PEM": pem.replace("\n", "\\n")})["services"]
+    airflow = [name for name in our_services(raw) if name.startswith("airflow-")]
+    assert "airflow-worker" in airflow and "airflow-worker-gpu" in airflow
+    for name in airflow:
+        env = services[name]["environment"]
+        assert env["AIRE_SIGNING_CONN_ID"] == "aire_signing", name
+        connection = json.loads(env["AIRFLOW_CONN_AIRE_SIGNING"])
+        assert connection["password"] == pem, name
+    pair = keypair_from_pem(connection["password"], None, tmp_path / "keys")
+    assert pair.private.read_text() == pem and pair.public.is_file()
