@@ -101,6 +101,17 @@ class IncidentRow(Base):
         self.timeline = events
 
 
+class PostmortemRow(Base):
+    """An incident's postmortem as written, kept with it: the page renders it from here on any
+    host (the file in a worker's home, and its object-store copy, are for people to edit)."""
+
+    __tablename__ = "aire_postmortems"
+
+    incident_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    text: Mapped[str] = mapped_column(Text)
+    written: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; a SQLite file's folder is created and writers queue."""
     parsed = make_url(url)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aire.errors import AireError
 from aire.home import Home, RunLayout
-from aire.incidents.postmortem import write_postmortem
+from aire.incidents.postmortem import render_postmortem, write_postmortem
 from aire.incidents.store import IncidentStore, Severity, SourceKind, dedup_key
 from aire.telemetry import get_telemetry
 
@@ -106,6 +106,10 @@ def record_gate_rejection(home: Home, run: RejectedRun, decision: dict[str, Any]
     )
 
 
+# The postmortem's location when its file could not be written: only the store holds it.
+POSTMORTEM_IN_STORE = "kept with the incident (aire_postmortems)"
+
+
 def open_incident(home: Home, key: str, *, pipeline: str, title: str, severity: Severity,
                   source: dict[str, Any], evidence: dict[str, Any], notify: Notify | None = None,
                   resolver: ChannelResolver | None = None,
@@ -116,13 +120,17 @@ def open_incident(home: Home, key: str, *, pipeline: str, title: str, severity: 
                                          source=source, evidence=evidence)
         get_telemetry().record_incident(incident, created)
         if incident.postmortem is None:
+            # The stub is kept with the incident too: the page renders it on any host, and a
+            # full disk here loses only the file, never the stub.
+            location = POSTMORTEM_IN_STORE
             try:
                 path = write_postmortem(incident, home.postmortems_dir, evidence=evidence)
-                incident = store.set_postmortem(incident.id,
-                                                _publish(path, pipeline, object_store))
-            except AireError as exc:  # the incident is stored; the stub can be written later
-                log.error("incident %s stored, but its postmortem could not be written: %s",
-                          incident.id, exc)
+                location = _publish(path, pipeline, object_store)
+            except AireError as exc:
+                log.error("incident %s stored, but its postmortem file could not be written "
+                          "(the stub is kept with the incident): %s", incident.id, exc)
+            incident = store.set_postmortem(incident.id, location, text=render_postmortem(
+                incident, {**incident.evidence, **evidence}))
         deliveries: list[dict[str, Any]] = []
         if created and notify is not None and notify.channels:
             if resolver is None:

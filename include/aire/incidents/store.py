@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from aire.errors import InputError
 from aire.incidents.schema import IncidentRow as _IncidentRow
+from aire.incidents.schema import PostmortemRow as _PostmortemRow
 from aire.incidents.schema import create_schema, make_engine
 from aire.incidents.types import (
     MAX_KEY_LENGTH,
@@ -262,14 +263,22 @@ class IncidentStore:
         detail = f"{_require_text('channel', channel)}:{_require_text('action', action)}"
         return self._change(incident_id, "notified", detail)
 
-    def set_postmortem(self, incident_id: int, location: str) -> Incident:
+    def set_postmortem(self, incident_id: int, location: str, text: str | None = None) -> Incident:
+        """Where the stub was written, and (``text``) the stub itself, kept with the incident."""
         return self._change(incident_id, "postmortem", _require_text("location", location),
-                            postmortem=location)
+                            postmortem=location, postmortem_text=text)
+
+    @_database_errors
+    def postmortem_text(self, incident_id: int) -> str | None:
+        """The postmortem stub kept with the incident; None for one written before it was kept."""
+        with self._session() as session:
+            row = session.get(_PostmortemRow, incident_id)
+            return None if row is None else str(row.text)
 
     @_database_errors
     def _change(self, incident_id: int, kind: str, detail: str, *,
                 allowed_from: set[Status] | None = None, to: Status | None = None,
-                postmortem: str | None = None) -> Incident:
+                postmortem: str | None = None, postmortem_text: str | None = None) -> Incident:
         with self._session() as session, session.begin():
             row = self._row(session, incident_id, lock=True)
             if allowed_from is not None and Status(row.status) not in allowed_from:
@@ -280,6 +289,8 @@ class IncidentStore:
                 row.active_key = None if to is Status.RESOLVED else row.dedup_key
             if postmortem is not None:
                 row.postmortem = postmortem
+            if postmortem_text is not None:
+                session.merge(_PostmortemRow(incident_id=incident_id, text=postmortem_text, written=self._now()))
             row.add_event(self._now(), kind, detail)
             session.flush()
             return row.to_incident()

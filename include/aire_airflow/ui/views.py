@@ -112,8 +112,11 @@ def incident_page(request: Request, incident_id: int) -> HTMLResponse:
     try:
         with IncidentStore(home.incidents_db_url) as store:
             incident = store.get(incident_id)
+            kept = store.postmortem_text(incident_id)
     except UnknownIncidentError as exc:
         raise HTTPException(404, str(exc)) from None
+    # The file in this home is what people edit; on another host (a worker wrote it), the
+    # stub kept with the incident.
     file = postmortem_file(home, incident)
     text = None
     if file is not None:
@@ -121,7 +124,7 @@ def incident_page(request: Request, incident_id: int) -> HTMLResponse:
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError, AireError):
             text = None
-    return html(pages.incident_page(base(request), incident, text))
+    return html(pages.incident_page(base(request), incident, text if text is not None else kept))
 
 
 @router.get("/trends")

@@ -21,7 +21,7 @@ import yaml
 from aire.config import load_config
 from aire.home import PROJECT_ROOT, Home
 from aire.incidents.notifiers import channel_from_connection, deliver_pending
-from aire.incidents.sources import record_task_failure
+from aire.incidents.sources import POSTMORTEM_IN_STORE, record_task_failure
 from aire.incidents.store import IncidentStore, Status, dedup_key
 from aire.incidents.sweep import FailedTaskInstance, sweep_failures
 from aire.reliability.breaches import record_slo_breaches
@@ -71,6 +71,8 @@ class IncidentSourcesContract:
         stub = Path(str(incident.postmortem)).read_text()
         assert "`MemoryError`: CUDA out of memory" in stub and "task `fine_tune`" in stub
         assert "<http://airflow:8080/dags/aire_retrain/runs/r/tasks/fine_tune>" in stub
+        # Kept with the incident too: a page on another host renders it from the store.
+        assert store.postmortem_text(incident.id) == stub
 
     def test_same_failure_twice_counts_two_and_keeps_the_edited_stub(
             self, home: Home, store: IncidentStore) -> None:
@@ -83,15 +85,16 @@ class IncidentSourcesContract:
         assert incident.count == 2 and again["postmortem"] == first["postmortem"]
         assert "What happened: OOM" in stub.read_text()  # a repeat never overwrites people's work
 
-    def test_unwritable_postmortem_location_loses_no_incident(
+    def test_unwritable_postmortem_location_loses_neither_the_incident_nor_its_stub(
             self, home: Home, store: IncidentStore, caplog: pytest.LogCaptureFixture) -> None:
         home.root.mkdir(parents=True, exist_ok=True)
         home.postmortems_dir.write_text("a file where the folder should be")
         with caplog.at_level(logging.ERROR, logger="aire.incidents.sources"):
             outcome = record_task_failure(**failure())
         [incident] = store.list()
-        assert outcome["postmortem"] is None and incident.postmortem is None
+        assert outcome["postmortem"] == POSTMORTEM_IN_STORE == incident.postmortem
         assert f"cannot write postmortem {home.postmortems_dir}" in caplog.text
+        assert "`MemoryError`: CUDA out of memory" in str(store.postmortem_text(incident.id))
 
     def test_sweep_opens_only_what_no_callback_recorded(
             self, home: Home, store: IncidentStore) -> None:
