@@ -125,6 +125,18 @@ class Analysis(_Strict):
     downweight: float = Field(0.2, gt=0, le=1)
 
 
+class Evaluation(_Strict):
+    """How evaluation (``aire.evaluation``) spends its time on large batches."""
+
+    # Rows per side that Evidently's drift report and verdicts see: a seeded uniform sample
+    # above this (0: every row). Above 1,000 rows Evidently judges by distances (Wasserstein
+    # for numbers, Jensen-Shannon for categories) against 0.1; on 100k rows their sampling
+    # error is ~1/sqrt(n) = 0.003, so a verdict moves only for a column within ~0.01 of the
+    # threshold. Null rates, unseen categories and the gate's per-feature tests always use
+    # every row (bench/drift_scale.py: 1M rows x 20 columns, full vs sampled).
+    drift_report_rows: int = Field(100_000, ge=0)
+
+
 class Gates(_Strict):
     """Thresholds of the promotion gate. Every check fails closed on missing evidence.
 
@@ -537,6 +549,7 @@ class PipelineConfig(_Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
     training: Training = Field(default_factory=Training)
     analysis: Analysis = Field(default_factory=Analysis)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
     gates: Gates = Field(default_factory=Gates)
     storage: Storage = Field(default_factory=Storage)
     signing: Signing = Field(default_factory=Signing)

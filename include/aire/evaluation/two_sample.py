@@ -62,8 +62,7 @@ def categorical_test(reference: pd.Series, current: pd.Series) -> FeatureTest:
     from scipy.stats import chi2_contingency
 
     # As drift does: 2, 2.0 (an int column upcast by a NaN) and "2" are one category.
-    ref = reference.dropna().map(value_key).value_counts()
-    cur = current.dropna().map(value_key).value_counts()
+    ref, cur = _category_counts(reference), _category_counts(current)
     categories = ref.index.union(cur.index)
     table = np.vstack([ref.reindex(categories, fill_value=0).to_numpy(),
                        cur.reindex(categories, fill_value=0).to_numpy()]).astype(np.float64)
@@ -73,3 +72,12 @@ def categorical_test(reference: pd.Series, current: pd.Series) -> FeatureTest:
         return FeatureTest("chi2", effect, 1.0, n_ref, n_cur)
     p_value = float(chi2_contingency(table, correction=False).pvalue)
     return FeatureTest("chi2", effect, p_value, n_ref, n_cur)
+
+
+def _category_counts(values: pd.Series) -> pd.Series:
+    """Counts per category (``value_key``), keyed once per distinct value, not once per row:
+    a million-row column maps a few dozen values."""
+    counts = values.dropna().value_counts()
+    counts = counts[counts > 0]  # a categorical dtype lists its unused categories too
+    counts.index = counts.index.map(value_key)
+    return counts.groupby(level=0).sum()

@@ -88,3 +88,24 @@ def test_drift_rejects_bad_batches(german: pd.DataFrame, config: PipelineConfig,
     assert (caught.value.file, caught.value.column, caught.value.rule) == ("batch.csv", column, rule)
 
 
+
+
+def test_evidently_sees_a_sample_of_a_large_batch_and_every_other_check_every_row(
+        german: pd.DataFrame, config: PipelineConfig, tmp_path: Path) -> None:
+    capped = config.model_copy(update={"evaluation": config.evaluation.model_copy(update={"drift_report_rows": 400})})
+    current = german.copy()
+    current["age"] = current["age"] + 20  # drift Evidently must still see in its sample
+    current.loc[: len(current) * 3 // 10 - 1, "duration"] = np.nan
+
+    result = drift(german, current, capped, tmp_path)
+
+    assert result.report_rows == {"reference": 400, "current": 400}
+    assert result.feature_tests["age"].reference_rows == len(german) == result.n_reference
+    assert result.null_rate_change["duration"].change == pytest.approx(0.3)  # every row, not the sample's
+    assert {"age", "duration"} <= set(result.drifted_columns)
+    again = drift(german, current, capped, tmp_path / "again")  # a seeded sample: the same verdicts
+    assert again.per_feature == result.per_feature
+
+
+def test_a_batch_under_the_cap_is_reported_whole(same_population: DriftResult, german: pd.DataFrame) -> None:
+    assert same_population.report_rows == {"reference": len(german), "current": len(german)}
