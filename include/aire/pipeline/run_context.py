@@ -66,6 +66,20 @@ class RunSpec:
             raise InputError(f"learning rate must be in (0, 1], got {self.learning_rate}")
 
 
+@dataclass(frozen=True)
+class _MlflowRunTags:
+    """The run's MLflow tags, where the hand-off records its manifests' digests."""
+
+    registry: Registry
+    run_id: str
+
+    def get(self, key: str) -> str | None:
+        return self.registry.run_tag(self.run_id, key)
+
+    def set(self, key: str, value: str) -> None:
+        self.registry.set_run_tags(self.run_id, {key: value})
+
+
 class RunContext:
     def __init__(self, spec: RunSpec, home: Home | None = None) -> None:
         self.spec = spec
@@ -112,16 +126,8 @@ class RunContext:
         where every stage runs on the host whose run directory holds the files."""
         if not self.config.storage.uri:
             return None
-        registry, run_id = self.registry, self.mlflow_run_id
-
-        class _Tags:
-            def get(self, key: str) -> str | None:
-                return registry.run_tag(run_id, key)
-
-            def set(self, key: str, value: str) -> None:
-                registry.set_run_tags(run_id, {key: value})
-
-        return Handoff(self.store, prefix=self.store_key("handoff", "files"), root=self.run_dir, tags=_Tags())
+        return Handoff(self.store, prefix=self.store_key("handoff", "files"), root=self.run_dir,
+                       tags=_MlflowRunTags(self.registry, self.mlflow_run_id))
 
     def hand_over(self, producer: str, *paths: Path) -> None:
         """Make ``paths`` (this stage's outputs) readable by later stages on any host."""
