@@ -94,3 +94,24 @@ def test_an_incident_in_postgresql_is_acknowledged_by_the_user(stack: dict[str, 
         after = store.get(incident.id)
     assert after.status is Status.ACKNOWLEDGED and after.timeline[-1].detail == "by op"
 
+
+
+def test_a_postmortem_a_worker_wrote_on_another_host_renders_from_the_incident_store(
+        stack: dict[str, Any], tmp_path: Any) -> None:
+    from aire.home import Home
+    from aire.incidents.sources import open_incident
+    from aire.incidents.store import Severity
+    from tests.support.deployment import environment
+
+    deployment: Deployment = stack["deployment"]
+    worker = Home(tmp_path / "worker-home")  # not the api-server's home: its file stays there
+    with environment({"AIRE_INCIDENTS_DB": deployment.incidents_url}):
+        opened = open_incident(worker, f"ui-stack-elsewhere-{stack['run_id']}", pipeline=PIPELINE,
+                               title="failed on another host", severity=Severity.HIGH,
+                               source={"kind": "slo_breach"}, evidence={"detail": "disk of worker-7 full"})
+    assert str(opened["postmortem"]).startswith(str(worker.postmortems_dir))
+    with client(stack, "viewer") as viewer:
+        page = viewer.get(f"/aire/incidents/{opened['incident_id']}")
+    assert page.status_code == 200, page.text[:2000]
+    assert 'class="postmortem"' in page.text and "Postmortem: failed on another host" in page.text
+    assert "no postmortem yet" not in page.text
