@@ -9,7 +9,8 @@ own digest, and that digest is recorded outside the store, as a tag of the run's
 run (``aire.handoff.<producer>``), so nothing in the bucket alone can substitute a file.
 
 A later stage receives what it reads (``Handoff.receive``): for each producer, the
-recorded manifest is fetched and checked against its digest, every file it lists is
+recorded manifest is fetched (unless this host already holds it under that digest) and
+checked against its digest, every file it lists is
 fetched unless the cached copy already has its digest, each download is checked before it
 replaces anything, and files the producer's folders hold beyond the manifest (an earlier
 try's leftovers) are removed, so a signed model directory is exactly what was signed.
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from aire import atomic
 from aire.data.storage import MissingObjectError, ObjectStore
 from aire.errors import AireError, VerificationError
 
@@ -112,6 +114,7 @@ class Handoff:
         body = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
         digest = hashlib.sha256(body).hexdigest()
         self.store.put_bytes(body, self._manifest_key(producer, digest))
+        atomic.write_bytes(self._manifest_cache(producer, digest), body)
         self.tags.set(TAG_PREFIX + producer, digest)
         return digest
 
@@ -137,12 +140,15 @@ class Handoff:
         return Received(producer, len(listed), fetched, removed)
 
     def _manifest(self, producer: str, digest: str) -> dict[str, Any]:
-        cache = self.root / ".handoff" / f"{producer}-{digest}.json"
-        try:
-            self.store.get_file(self._manifest_key(producer, digest), cache)
-        except MissingObjectError:
-            raise VerificationError(f"the hand-off manifest of '{producer}' recorded for this run "
-                                    f"({digest[:12]}...) is not in the store") from None
+        # A copy already here with the recorded digest (this host wrote or fetched it) is the
+        # manifest: with every file cached too, a stage on the same host needs no store at all.
+        cache = self._manifest_cache(producer, digest)
+        if not (cache.is_file() and hashlib.sha256(cache.read_bytes()).hexdigest() == digest):
+            try:
+                self.store.get_file(self._manifest_key(producer, digest), cache)
+            except MissingObjectError:
+                raise VerificationError(f"the hand-off manifest of '{producer}' recorded for this run "
+                                        f"({digest[:12]}...) is not in the store") from None
         body = cache.read_bytes()
         if hashlib.sha256(body).hexdigest() != digest:
             raise VerificationError(f"the hand-off manifest of '{producer}' in the store does not match "
@@ -175,6 +181,9 @@ class Handoff:
     # --- keys and paths -----------------------------------------------------------------
     def _blob_key(self, digest: str) -> str:
         return f"{self.prefix}/sha256/{digest}"
+
+    def _manifest_cache(self, producer: str, digest: str) -> Path:
+        return self.root / ".handoff" / f"{producer}-{digest}.json"
 
     def _manifest_key(self, producer: str, digest: str) -> str:
         return f"{self.prefix}/manifests/{producer}/{digest}.json"

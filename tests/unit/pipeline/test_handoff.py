@@ -159,3 +159,19 @@ def test_only_files_in_the_run_directory_are_handed_over(tmp_path: Path, store: 
     outside.write_text("x")
     with pytest.raises(AireError, match="only files in the run directory"):
         host(tmp_path, "a", store, tags).hand_over("gate", [outside])
+
+
+def test_a_stage_on_the_host_that_holds_everything_needs_no_store(
+        tmp_path: Path, store: LocalStore, tags: Tags) -> None:
+    """The S3 endpoint gone while promote runs where the gate ran: the cache is verified, not fetched."""
+    import shutil
+
+    writer = host(tmp_path, "a", store, tags)
+    write_outputs(writer.root)
+    writer.hand_over("fine_tune", [writer.root / "batch.parquet", writer.root / "model"])
+    shutil.rmtree(store.root)  # the bucket is unreachable
+
+    assert writer.receive("fine_tune").fetched == 0
+    (writer.root / "model" / "weights.bin").write_bytes(b"changed on disk")  # ... but a bad copy still needs it
+    with pytest.raises(VerificationError, match=r"model/weights\.bin.*is not in the store"):
+        writer.receive("fine_tune")
