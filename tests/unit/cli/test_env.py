@@ -9,7 +9,6 @@ what the user's next command sees.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +24,10 @@ SHOW = ("python -c 'import json, os; print(json.dumps({k: os.environ.get(k) for 
 
 def activate_script(tmp_path: Path, first_home: Path) -> Path:
     script = tmp_path / "activate"
-    shutil.copy(VENV_BIN / "activate", script)
+    # The venv's own script as `make install` left it: a `make demo` before the tests has
+    # appended its hook, which would keep this copy from getting one for ``first_home``.
+    hook = "# AIRE: point airflow, mlflow and aire at the embedded home"
+    script.write_text((VENV_BIN / "activate").read_text().split(f"\n{hook}\n")[0] + "\n")
     done = subprocess.run(["make", "-s", "-C", str(PROJECT_ROOT), "activate-hook", f"ACTIVATE={script}",
                            f"AIRE_HOME={first_home}"], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
