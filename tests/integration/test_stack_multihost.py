@@ -36,7 +36,8 @@ ROUTES = {"validate_data": "host-a", "analyze_errors": "host-b", "fine_tune": "t
 WORKERS = {"worker-a": "host-a,train", "worker-b": "host-b,train"}
 # The run must promote on the fault alone, not on the model's skill on one small holdout.
 PROMOTING_GATES = {"prior_z": -10}
-EXECUTED = re.compile(r"Executing workload in Celery.*?task_id='(?P<task>\w+)'.*?run_id='(?P<run>[^']+)'")
+EXECUTED = "Executing workload in Celery"
+FIELD = {name: re.compile(rf"\b{name}=(?:'(?P<q>[^']*)'|(?P<n>\d+))") for name in ("task_id", "run_id", "try_number")}
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +73,22 @@ def deployment(deploy: Callable[..., Deployment], broker: str, databases: Databa
 
 
 def executed_on(deployment: Deployment, run_id: str) -> dict[str, list[str]]:
-    """Which worker executed which task of ``run_id``, from the workers' own logs (every try)."""
-    timeline: dict[str, list[str]] = {}
+    """Which worker executed each try of each task of ``run_id``, in try order, from the
+    workers' own logs."""
+    tries: dict[str, list[tuple[int, str]]] = {}
     for name in WORKERS:
-        for match in EXECUTED.finditer(deployment.stack.process(name).tail(10**8)):
-            if match["run"] == run_id:
-                timeline.setdefault(match["task"], []).append(name)
-    return timeline
+        for line in deployment.stack.process(name).tail(10**8).splitlines():
+            if EXECUTED not in line:
+                continue
+            found = {key: pattern.search(line) for key, pattern in FIELD.items()}
+            if all(found.values()) and _value(found["run_id"]) == run_id:
+                tries.setdefault(_value(found["task_id"]), []).append((int(_value(found["try_number"])), name))
+    return {task: [worker for _, worker in sorted(entries)] for task, entries in tries.items()}
+
+
+def _value(match: re.Match[str] | None) -> str:
+    assert match is not None
+    return match["q"] if match["q"] is not None else match["n"]
 
 
 @pytest.fixture(scope="module")
