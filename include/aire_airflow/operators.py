@@ -13,6 +13,7 @@ Reject, or no answer (the default on timeout) -> ``reject``.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ from airflow.providers.standard.operators.hitl import HITLBranchOperator
 
 if TYPE_CHECKING:
     from aire.pipeline.stage_registry import Stage
+
+log = logging.getLogger(__name__)
 
 
 class AwaitApproval(HITLBranchOperator):
@@ -72,6 +75,11 @@ def stage_task(entry: Stage, **task_kwargs: Any) -> Any:
 
     @task(task_id=entry.name, **task_kwargs)
     def run_stage() -> dict[str, Any]:
+        from aire.pipeline.preload import PRELOADED_MODULES, already_imported
+
+        # Says whether this task was forked from a preloaded worker (aire_airflow.celery_config).
+        log.info("%d of %d preload modules were imported before the stage began",
+                 len(already_imported()), len(PRELOADED_MODULES))
         context = get_current_context()
         return dict(entry.run(run_spec(context), pinned_champion(context, entry)))
 

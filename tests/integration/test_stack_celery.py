@@ -1,12 +1,15 @@
 """aire_retrain through the CeleryExecutor: Redis as the broker (a database number of the
 local server of our own, flushed before and after), the result backend on PostgreSQL, one
 worker on the `default` queue and one on the `gpu` queue, with ``AIRE_GPU_QUEUE=gpu``
-routing fine_tune to the latter, as docker-compose.yaml's two workers do.
+routing fine_tune to the latter, as docker-compose.yaml's two workers do. Both take their
+Celery config from ``aire_airflow.celery_config`` as the compose file's do; the default worker
+preloads the stages' modules before it forks tasks, the gpu worker has ``AIRE_PRELOAD=0``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -39,8 +42,10 @@ def broker() -> Iterator[str]:
 def deployment(deploy: Callable[..., Deployment], broker: str, databases: Databases) -> Deployment:
     results = databases.url(databases.create("celery_results"))
     return deploy(executor="CeleryExecutor", workers={"worker-default": "default", "worker-gpu": "gpu"},
+                  worker_env={"worker-gpu": {"AIRE_PRELOAD": "0"}},
                   env={"AIRE_GPU_QUEUE": "gpu", "AIRFLOW__CELERY__BROKER_URL": broker,
-                       "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{results}"})
+                       "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{results}",
+                       "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "aire_airflow.celery_config.CELERY_CONFIG"})
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +96,19 @@ def test_a_printed_secret_is_masked_and_no_worker_output_holds_one(deployment: D
     output = stack.all_logs() + "".join(process.tail(10**8) for process in stack.processes)
     for secret in (deployment.s3_secret, deployment.mlflow.password, deployment.env_secret):
         assert secret not in output
+
+
+def test_a_preloaded_worker_forks_tasks_that_already_hold_the_stages_modules(deployment: Deployment,
+                                                                            finished: dict[str, Any]) -> None:
+    from aire.pipeline.preload import PRELOADED_MODULES
+
+    assert finished["state"] == "success", {k: v.state for k, v in finished["tasks"].items()}
+    stack, run_id, every = deployment.stack, finished["run_id"], len(PRELOADED_MODULES)
+    assert f"AIRE preloaded {every} modules in" in stack.process("worker-default").tail(10**7)
+    assert "AIRE preload off (AIRE_PRELOAD)" in stack.process("worker-gpu").tail(10**7)
+    # validate_data ran on the preloaded worker: its process was forked holding every module.
+    assert f"{every} of {every} preload modules were imported" in stack.log(DAG, run_id, "validate_data", 1)
+    # fine_tune ran on the gpu worker, which preloads nothing: a cold task imports its own.
+    cold = stack.log(DAG, run_id, "fine_tune", 1)
+    held = re.search(rf"(\d+) of {every} preload modules were imported", cold)
+    assert held is not None and int(held.group(1)) < every // 2, cold[-2000:]
