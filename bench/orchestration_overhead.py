@@ -5,7 +5,9 @@ Modes, each on a fresh pipeline name (so each trains from no champion, the same 
 - ``inprocess``: ``aire.pipeline.runner.run_all`` in this process, no Airflow (the compute baseline);
 - ``dags-test``: ``airflow dags test`` (every task in one process, no scheduler);
 - ``local``: api-server + scheduler + dag-processor, LocalExecutor;
-- ``celery``: the same with the CeleryExecutor, a `default` and a `gpu` worker (Redis db 14).
+- ``celery``: the same with the CeleryExecutor, a `default` and a `gpu` worker (Redis db 14);
+- ``celery-preload``: the same, the workers on ``aire_airflow.celery_config`` (as in
+  docker-compose.yaml): each imports the stages' modules once before it forks tasks.
 
 All of them use the same real services: PostgreSQL (a metadata DB cloned per mode), an
 MLflow server on PostgreSQL with S3 artifacts (moto) and basic auth, the batch on S3.
@@ -14,6 +16,7 @@ instances' run times (process start, imports and stage work); the ratio is wall 
 For inprocess both are the run_all time.
 
     .venv/bin/python bench/orchestration_overhead.py --modes inprocess,dags-test,local,celery
+    .venv/bin/python bench/orchestration_overhead.py --modes inprocess,celery,celery-preload
 """
 
 from __future__ import annotations
@@ -40,9 +43,10 @@ from tests.support.deployment import (
     environment,
     start_deployment,
 )
-from tests.support.servers import BIN, Databases, MlflowServer, S3Server, new_token
+from tests.support.servers import BIN, Databases, MlflowServer, Process, S3Server, new_token, wait_until
 
 DAG = "aire_retrain"
+CELERY_CONFIG = "aire_airflow.celery_config.CELERY_CONFIG"
 REDIS_URL = os.environ.get("AIRE_BENCH_REDIS", "redis://127.0.0.1:6379/14")
 
 
@@ -55,6 +59,10 @@ def run_times(deployment: Deployment, run_id: str) -> dict[str, Any]:
                        "AND state <> 'skipped' AND start_date IS NOT NULL AND end_date IS NOT NULL", DAG, run_id)
     return {"state": state, "wall": (end - queued).total_seconds(),
             "tasks": sum((e - s).total_seconds() for s, e in rows), "n_tasks": len(rows)}
+
+
+def wait_preloaded(worker: Process, watch: list[Process]) -> None:
+    wait_until(lambda: "AIRE preloaded" in worker.tail(10**6), 300, f"{worker.name}'s preload", watch, 1.0)
 
 
 def through_scheduler(deployment: Deployment, name: str) -> dict[str, Any]:
@@ -133,15 +141,24 @@ def main() -> None:
             local = deploy("local")
             results["local"] = through_scheduler(local, "bench-local")
             local.stack.stop()
-        if "celery" in modes:
+        for mode in ("celery", "celery-preload"):
+            if mode not in modes:
+                continue
             import redis
 
             redis.Redis.from_url(REDIS_URL).flushdb()
-            celery = deploy("celery", executor="CeleryExecutor",
+            preload = {"AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": CELERY_CONFIG} if mode == "celery-preload" else {}
+            celery = deploy(mode, executor="CeleryExecutor",
                             workers={"worker-default": "default", "worker-gpu": "gpu"},
                             env={"AIRE_GPU_QUEUE": "gpu", "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
-                                 "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{dbs.url(dbs.create('celery'))}"})
-            results["celery"] = through_scheduler(celery, "bench-celery")
+                                 "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{dbs.url(dbs.create(mode.replace('-', '_')))}",
+                                 **preload})
+            # A preloaded worker imports before it takes tasks: wait for that, so the run's
+            # times hold the tasks, not the workers' start.
+            for worker in ("worker-default", "worker-gpu") if preload else ():
+                wait_preloaded(celery.stack.process(worker), celery.stack.processes)
+            results[mode] = through_scheduler(celery, f"bench-{mode}")
+            celery.stack.stop()
     finally:
         for deployment in deployments:
             deployment.stack.stop()
