@@ -89,6 +89,7 @@ def inprocess(deployment: Deployment, name: str) -> dict[str, Any]:
     from aire.data.storage import S3Settings
     from aire.pipeline.run_context import RunSpec
     from aire.pipeline.runner import run_all
+    from aire.trust.keys import ensure_keypair
 
     config = deployment.config(name, storage=False)  # no Airflow connection to read in-process
     batch = deployment.put_batch(f"bench/{name}.csv")
@@ -96,7 +97,10 @@ def inprocess(deployment: Deployment, name: str) -> dict[str, Any]:
                     secret_access_key="not-a-secret", region="us-east-1")
     with environment(deployment.client_env()):
         started = time.monotonic()
-        outcome = run_all(RunSpec(str(config), batch, f"bench-{name}", s3=s3))
+        # The deployment's shared key (the tasks get it through the aire_signing connection):
+        # a home on services never signs with a pair of its own.
+        keys = ensure_keypair(deployment.home / "keys")
+        outcome = run_all(RunSpec(str(config), batch, f"bench-{name}", s3=s3, keys=keys))
         elapsed = time.monotonic() - started
     return {"state": "success" if outcome["outcome"] == "promoted" else outcome["outcome"],
             "wall": elapsed, "tasks": elapsed, "n_tasks": len(outcome) - 2}
