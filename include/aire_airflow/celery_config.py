@@ -33,5 +33,5 @@ def _preload_stage_modules(**_: Any) -> None:
     log.warning(preload().summary())  # warning: Celery's default worker log level shows it
 
 
-# weak=False: the receiver is a module function, kept alive anyway; said so Celery keeps it.
+# weak=False: Celery keeps a strong reference, so the receiver cannot be collected unnoticed.
 worker_init.connect(_preload_stage_modules, weak=False)

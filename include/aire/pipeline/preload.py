@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import importlib
 import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -67,8 +68,6 @@ def enabled(environ: dict[str, str] | None = None) -> bool:
 def already_imported(modules: tuple[str, ...] = PRELOADED_MODULES) -> list[str]:
     """Which of ``modules`` this process has imported: all of them in a task forked from a
     preloaded worker, next to none in a cold one."""
-    import sys
-
     return [module for module in modules if module in sys.modules]
 
 
