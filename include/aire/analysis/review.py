@@ -16,11 +16,24 @@ The other place shortcuts hide, a single feature that gives the label away, is
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
-from aire.model.tabular import TrainedModel
+from aire.model.preprocessing import TabularPreprocessor
+
+
+class EncodedScorer(Protocol):
+    """What occlusion needs of a model: its encoding and scores of encoded rows.
+
+    ``aire.model.tabular.TrainedModel`` and ``aire.model.boosted.BoostedFoldModel`` both are.
+    """
+
+    @property
+    def preprocessor(self) -> TabularPreprocessor: ...
+
+    def predict_proba_encoded(self, encoded: np.ndarray) -> np.ndarray: ...
 
 DRIVERS = 3  # features named per reviewed row
 BACKGROUND = 16  # batch rows whose values stand in for an occluded feature
@@ -47,7 +60,7 @@ def most_confident(samples: pd.DataFrame, per_class: int) -> pd.DataFrame:
 
 
 def occlusion_drivers(rows: pd.DataFrame, batch: pd.DataFrame, features: Sequence[str],
-                      models: Sequence[TrainedModel], model_of_row: np.ndarray,
+                      models: Sequence[EncodedScorer], model_of_row: np.ndarray,
                       class_index: np.ndarray, seed: int = 0) -> list[str]:
     """``feature=value (+drop)`` for the features whose occlusion lowers p(class) most.
 
@@ -77,7 +90,7 @@ def occlusion_drivers(rows: pd.DataFrame, batch: pd.DataFrame, features: Sequenc
     return described
 
 
-def _occlusion_drops(model: TrainedModel, subset: pd.DataFrame, background: pd.DataFrame,
+def _occlusion_drops(model: EncodedScorer, subset: pd.DataFrame, background: pd.DataFrame,
                      features: Sequence[str], classes: np.ndarray) -> np.ndarray:
     """[row, feature]: p(class) minus its mean with the feature set to each background row."""
     n, b = len(subset), len(background)

@@ -52,10 +52,11 @@ def _analyze(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     s3 = settings_for(config.storage)
     frame = read_table(args.data, s3=s3)
-    champion, model = None, f"cross_fit:{config.analysis.folds}"
+    champion, model = None, None
     if args.model == "champion":
         champion, model = _verified_champion(config.name, config.analysis.folds)
     result = run_error_analysis(frame, config, champion=champion)
+    model = model or result.source  # cross-fitted: which fold models, e.g. cross_fit:5:boosted_trees
     files = _write(result, args.out, config.analysis.top_k, s3)
     print(json.dumps({**result.to_dict(), "model": model, "files": files}, indent=2, default=str))
     if result.skipped:
@@ -64,8 +65,8 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verified_champion(name: str, folds: int) -> tuple[Any, str]:
-    """The champion, verified then loaded; ``(None, "cross_fit:K")`` when none is registered."""
+def _verified_champion(name: str, folds: int) -> tuple[Any, str | None]:
+    """The champion, verified then loaded, and its label; ``(None, None)`` when none is registered."""
     from aire.model.tabular import load_model
     from aire.registry.mlflow_registry import Registry
     from aire.trust.ledger import Ledger
@@ -77,7 +78,7 @@ def _verified_champion(name: str, folds: int) -> tuple[Any, str]:
     if version is None:
         print(f"aire: no champion registered for '{name}': cross-fitting {folds} folds instead",
               file=sys.stderr)
-        return None, f"cross_fit:{folds}"
+        return None, None
     with tempfile.TemporaryDirectory(prefix="aire-analyze-") as workdir:
         verified = fetch_verified(registry, version, public_key=home.public_key,
                                   ledger=Ledger.for_home(home), workdir=Path(workdir))

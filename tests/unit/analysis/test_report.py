@@ -60,7 +60,7 @@ def test_every_file_is_written_with_its_columns(result: ErrorAnalysis, tmp_path:
     summary = json.loads(paths["summary"].read_text())
     assert summary["estimated_noise_rate"] == result.estimated_noise_rate
     assert summary["n_suspected"] == result.n_suspected and summary["skipped"] is False
-    assert summary["source"] == "cross_fit:3"
+    assert summary["source"] == "cross_fit:3:boosted_trees"  # analysis.cross_fit_model default
     assert summary["leakage"]["flagged"] == [] and len(summary["leakage"]["features"]) == 8
     assert {g["value"] for g in summary["per_group"]} == {"female", "male"}
 

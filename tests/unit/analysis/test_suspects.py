@@ -132,7 +132,7 @@ def test_fine_tune_applies_the_configured_action_to_the_training_split(
 
     validate_data(spec("keep"))
     analysis = analyze_errors(spec("keep"), None)
-    assert analysis["n_suspected"] > 0 and analysis["source"] == "cross_fit:5"
+    assert analysis["n_suspected"] > 0 and analysis["source"] == "cross_fit:5:boosted_trees"
     run_dir = aire_home / "reports" / "credit-risk" / "actions"
     table = pd.read_csv(run_dir / "analysis" / "error_analysis.csv")
     suspects = set(table.loc[table["suspected"], "row_id"])

@@ -43,7 +43,7 @@ def test_cross_fit_writes_every_file_and_prints_the_summary(
                          "--model", "none")
     assert code == 0, err
     summary = json.loads(out)
-    assert summary["model"] == "cross_fit:5" and summary["source"] == "cross_fit:5"
+    assert summary["model"] == "cross_fit:5:boosted_trees" and summary["source"] == summary["model"]
     assert summary["n_rows"] == 300 and summary["n_suspected"] > 0
     assert {Path(p).name for p in summary["files"].values()} == FILES
     assert {p.name for p in (tmp_path / "out").iterdir()} == FILES
@@ -58,7 +58,7 @@ def test_no_champion_says_so_and_cross_fits(
     code, out, err = run(capsys, "--data", str(noisy_csv), "--out", f"file://{tmp_path}/out")
     assert code == 0, err
     assert "no champion registered for 'credit-risk': cross-fitting 5 folds instead" in err
-    assert json.loads(out)["source"] == "cross_fit:5"
+    assert json.loads(out)["source"] == "cross_fit:5:boosted_trees"
     assert (tmp_path / "out" / "summary.json").is_file()
 
 
