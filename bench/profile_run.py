@@ -41,8 +41,9 @@ is timed):
   ``LocalStore.put_file`` (object-store copies), ``TrainedModel.save``,
   ``aire.model.tabular.load_model``, ``aire.trust.verify.fetch_reference`` (the champion's
   reference batch, read);
-- ``model``: ``aire.model.training.fit`` (candidate, cross-fit and blend folds),
-  ``TrainedModel.predict_proba`` and ``predict_proba_encoded`` (encoding included);
+- ``model``: ``aire.model.training.fit`` (candidate, MLP cross-fit and blend folds),
+  ``aire.model.boosted.fit_boosted`` (boosted-tree cross-fit folds), and both model classes'
+  ``predict_proba`` and ``predict_proba_encoded`` (encoding included);
 - ``report``: ``aire.data.validation._run_suite`` (the Great Expectations suite),
   ``aire.evaluation.drift._run_evidently`` (Evidently's drift report: run, json(),
   save_html), ``aire.analysis.report.write_outputs`` (analysis CSVs and report.html),
@@ -107,7 +108,8 @@ BASE = ("import aire.pipeline.stages", "import aire.telemetry", "import mlflow.s
 LAZY: dict[str, tuple[str, ...]] = {
     "validate_data": ("great_expectations", "great_expectations.data_context.types.base", "scipy.stats",
                       "pyarrow.parquet"),
-    "analyze_errors": ("sklearn.model_selection", "aire.model.training", "torch._dynamo", "pyarrow.dataset"),
+    "analyze_errors": ("sklearn.model_selection", "sklearn.ensemble", "aire.model.boosted", "aire.model.training",
+                       "torch._dynamo", "pyarrow.dataset"),
     "fine_tune": ("sklearn.model_selection", "torch._dynamo", "pyarrow.dataset"),
     "sign_model": (),
     "evaluate": ("evidently", "evidently.presets", "plotly.offline", "scipy.stats", "sklearn.metrics",
@@ -215,6 +217,7 @@ def install(split: Split) -> None:
     import importlib._bootstrap
 
     from aire.data.storage import LocalStore
+    from aire.model.boosted import BoostedFoldModel
     from aire.model.tabular import TrainedModel
     from aire.pipeline.run_context import RunContext
     from aire.registry.mlflow_registry import Registry
@@ -225,8 +228,10 @@ def install(split: Split) -> None:
     for cls, name in ((RunContext, "_frame"), (LocalStore, "put_file"), (TrainedModel, "save")):
         split.method("io", cls, name)
     split.function("model", "aire.model.training", "fit")
+    split.function("model", "aire.model.boosted", "fit_boosted")
     for name in ("predict_proba", "predict_proba_encoded"):
         split.method("model", TrainedModel, name)
+        split.method("model", BoostedFoldModel, name)
     for module, name in (("aire.data.validation", "_run_suite"), ("aire.evaluation.drift", "_run_evidently"),
                          ("aire.analysis.report", "write_outputs"), ("aire.evaluation.report", "write_report")):
         split.function("report", module, name)
