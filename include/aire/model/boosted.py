@@ -4,8 +4,8 @@ Error analysis without a champion needs out-of-fold probabilities for every row 
 batch, so it trains K fold models on the batch itself. Trained as the tabular MLP, that is
 K full trainings: at 30k rows most of the stage's wall. sklearn's histogram gradient
 boosting fits the same encoded rows in about a second per fold on two cores and, on the
-calibration panel, ranks flipped labels at least as well (bench/error_analysis.py
-``--panel``, the figures in the docstring of ``aire.analysis.error_analysis``).
+calibration panel, ranks flipped labels as well (bench/error_analysis_panel.py; the
+figures are in the docstring of ``aire.analysis.error_analysis``).
 
 A fold model is used only inside the stage: to score its held-out rows and to explain the
 most confident of them (occlusion in ``aire.analysis.review``), so it offers the same
@@ -73,8 +73,6 @@ def fit_boosted(train_df: pd.DataFrame, features: Features, label: str,
     preprocessor = TabularPreprocessor.fit(train_df, features)
     y = encode_labels(train_df[label], classes, label)
     present = np.unique(y)
-    if len(present) == 0:
-        raise InputError("cannot fit a fold model on an empty table")
     if len(present) == 1:
         # A batch whose rarer class has fewer rows than folds leaves some folds with one
         # class: as the MLP would, the fold model predicts it, so a held-out row of the
