@@ -19,7 +19,7 @@ GERMAN = german_csv()
 N_FLIPS = 100
 # Measured over 10 flip seeds (torch 2.13 CPU, 5 folds, 30 epochs): recall 0.57-0.68,
 # precision 0.24-0.27, noise-rate rise over the clean data 0.07-0.13; boosted-tree fold
-# models (sklearn 1.8): recall 0.54-0.64, precision 0.23-0.27, rise 0.08-0.13. bench/error_analysis.py
+# models (scikit-learn 1.9.1): recall 0.54-0.64, precision 0.23-0.27, rise 0.08-0.13. bench/error_analysis.py
 # (10% uniform flips, 20 epochs, seeds 100-129) gives recall 0.62±0.06 and precision
 # 0.25±0.02, the same as cleanlab's find_label_issues on the same probabilities; with a
 # champion (500-row batches, the blend) recall 0.62±0.06 and precision 0.28±0.03.
