@@ -1,4 +1,4 @@
-"""`aire sign` and `aire verify`: model signatures from the command line.
+"""`aire sign`, `aire verify` and `aire base-digest`: model signatures from the command line.
 
 Exit status 0 when the signature holds (and, with ``--version``, the digest is the one
 recorded for that registered version); 2 with the reason on stderr otherwise.
@@ -35,6 +35,11 @@ def add_commands(sub: Any) -> None:
     cmd.add_argument("--config", default=str(EXAMPLE_CONFIG), help="pipeline config naming the model")
     cmd.set_defaults(handler=_verify)
 
+    cmd = sub.add_parser("base-digest", help="print a pretrained base directory's digest, to pin "
+                         "as model.base_digest")
+    cmd.add_argument("directory", type=Path, help="the base: safetensors weights, config.json, tokenizer")
+    cmd.set_defaults(handler=_base_digest)
+
 
 def default_signature(model_dir: Path) -> Path:
     """``<dir>.sig`` beside the directory, as the pipeline lays out ``model/`` and ``model.sig``."""
@@ -49,6 +54,17 @@ def _sign(args: argparse.Namespace) -> int:
     key = args.key or run_keys(None, Home.from_env().ensure()).private
     signed = sign_model(args.model, args.signature or default_signature(args.model), private_key=key)
     print(json.dumps({"signed": True, **signed.to_dict()}, indent=2))
+    return 0
+
+
+def _base_digest(args: argparse.Namespace) -> int:
+    from aire.trust.base import directory_digest, verify_base
+
+    digest, files = directory_digest(args.directory)
+    # Also the load-safety checks, so a base that would be refused is not pinned first.
+    verify_base(args.directory, digest)
+    print(json.dumps({"directory": str(args.directory.resolve()), "digest": digest,
+                      "files": files}, indent=2))
     return 0
 
 

@@ -92,3 +92,19 @@ def test_a_home_on_services_signs_and_verifies_only_with_a_key_given(tmp_path: P
     assert refused.returncode == 2 and "no shared signing key to verify with" in refused.stderr
     verified = aire(home, "verify", "--model", str(model_dir), "--public-key", str(pair.public), env=services)
     assert verified.returncode == 0, verified.stderr
+
+
+def test_base_digest_prints_what_model_base_digest_pins(tmp_path: Path) -> None:
+    from aire.trust.base import verify_base
+    from tests.support.text_models import files_of_a_base
+
+    base = files_of_a_base(tmp_path / "base")
+    printed = aire(tmp_path / "home", "base-digest", str(base))
+    assert printed.returncode == 0, printed.stderr
+    out = json.loads(printed.stdout)
+    assert verify_base(base, out["digest"]).digest == out["digest"]
+    assert sorted(out["files"]) == ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt"]
+
+    (base / "pytorch_model.bin").write_bytes(b"\x80\x04pickled")  # never pinned: it would be refused
+    refused = aire(tmp_path / "home", "base-digest", str(base))
+    assert refused.returncode == 2 and "pickle-format checkpoint" in refused.stderr
