@@ -65,8 +65,6 @@ class Dataset(_Strict):
         features = self.features.all
         if not features:
             raise ValueError("dataset.features lists no feature column")
-        if self.features.text:
-            raise ValueError("dataset.features.text: the tabular recipe takes no text columns yet")
         duplicates = sorted({c for c in features if features.count(c) > 1})
         if duplicates:
             raise ValueError(f"dataset.features lists {duplicates} more than once")
@@ -87,14 +85,49 @@ class Dataset(_Strict):
 
 class Recipe(str, Enum):
     TABULAR = "tabular"
+    TRANSFORMER = "transformer"
+
+
+class Lora(_Strict):
+    """Low-rank adapters (peft) instead of full fine-tuning; merged into the weights on save."""
+
+    r: int = Field(8, ge=1, le=256)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class ModelSpec(_Strict):
     recipe: Recipe = Recipe.TABULAR
+    # The transformer recipe's pretrained base: a local directory or an s3:// prefix holding
+    # safetensors weights, config.json and tokenizer files. Nothing comes from a hub.
     base: str | None = None
+    # The base directory's digest (aire.trust.base: sha256 over its files' sha256s, the
+    # digest model-signing gives a directory). A base that does not match is refused.
+    base_digest: str | None = None
+    lora: Lora | None = None  # transformer only; None: full fine-tuning
+    max_length: int = Field(128, ge=8, le=512)  # transformer only: tokens per text
     # Bounded so that a config cannot ask for terabytes (4096 x 4096 x 8 layers is ~0.5 GB of weights).
     hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default_factory=lambda: [64, 32], min_length=1,
                                                               max_length=8)
+
+    @model_validator(mode="after")
+    def _recipe_has_its_inputs(self) -> ModelSpec:
+        if self.recipe is Recipe.TABULAR:
+            extra = [k for k in ("base", "base_digest", "lora") if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(f"model.{extra[0]} belongs to the transformer recipe; "
+                                 "the tabular recipe trains from scratch or from its champion")
+            return self
+        if not self.base:
+            raise ValueError("model.base: the transformer recipe needs a pretrained base "
+                             "(a local directory or an s3:// prefix)")
+        if self.base_digest is None or not _SHA256.match(self.base_digest):
+            raise ValueError("model.base_digest: the transformer recipe needs the base's pinned "
+                             "digest, 64 lowercase hex characters (`aire base-digest DIR` prints it)")
+        return self
 
 
 class Training(_Strict):
@@ -567,6 +600,20 @@ class PipelineConfig(_Strict):
         if not _NAME.match(self.name):
             raise ValueError(f"name '{self.name}' must be 1-63 letters, digits, '.', '_' or '-'")
         return self
+
+    @model_validator(mode="after")
+    def _recipe_fits_the_features(self) -> PipelineConfig:
+        features = self.dataset.features
+        if self.model.recipe is Recipe.TABULAR:
+            if features.text:
+                raise ValueError("dataset.features.text: the tabular recipe takes no text columns "
+                                 "(model.recipe: transformer does)")
+            return self
+        # The library trains, saves and verifies transformer models (aire.model.text,
+        # aire.trust.base); validation, error analysis and evaluation do not read text yet,
+        # so a pipeline on this recipe is refused here rather than failing mid-run.
+        raise ValueError("model.recipe 'transformer': the pipeline's stages do not take text "
+                         "yet; the library API is aire.model.text (docs/transformer.md)")
 
 
 def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:

@@ -49,6 +49,14 @@ def test_invalid_config_names_the_key(edit, key: str) -> None:
         (lambda d: d["dataset"]["features"]["numeric"].append("risk"), "also listed as a feature"),
         (lambda d: d["dataset"]["rules"].update(colour={"min": 0}), "unknown columns"),
         (lambda d: d.update(name="has spaces"), "name 'has spaces'"),
+        (lambda d: d["dataset"]["features"].update(text=["purpose_text"]),
+         "the tabular recipe takes no text columns"),
+        (lambda d: d["model"].update(base="/bases/minilm"), "model.base belongs to the transformer recipe"),
+        (lambda d: d["model"].update(lora={"r": 8}), "model.lora belongs to the transformer recipe"),
+        (lambda d: d["model"].update(recipe="transformer"), "needs a pretrained base"),
+        (lambda d: d["model"].update(recipe="transformer", base="/bases/minilm"), "aire base-digest DIR"),
+        (lambda d: d["model"].update(recipe="transformer", base="/bases/minilm", base_digest="ABC"),
+         "64 lowercase hex"),
     ],
 )
 def test_inconsistent_config_is_refused(edit, message: str) -> None:
@@ -92,3 +100,16 @@ def test_model_size_is_bounded(hidden: list[int]) -> None:
     """The attack (issue 13, case 7): a config whose model.hidden tried to allocate 4 TB."""
     with pytest.raises(ConfigError, match="model.hidden"):
         parse_config({**example(), "model": {"hidden": hidden}}, "pipeline.yaml")
+
+
+def test_a_transformer_pipeline_is_refused_until_its_stages_read_text() -> None:
+    # The recipe's model settings parse (the library trains on them); a pipeline does not yet.
+    data = example()
+    data["model"] = {"recipe": "transformer", "base": "/bases/minilm", "base_digest": "0" * 64,
+                     "lora": {"r": 4, "alpha": 8}, "max_length": 64}
+    with pytest.raises(ConfigError, match="the pipeline's stages do not take text yet"):
+        parse_config(data, "pipeline.yaml")
+    from aire.config import ModelSpec
+
+    spec = ModelSpec.model_validate(data["model"])
+    assert spec.lora is not None and (spec.lora.r, spec.lora.alpha, spec.lora.dropout) == (4, 8, 0.05)
