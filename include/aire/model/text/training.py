@@ -5,7 +5,9 @@ the model is returned, so what is saved and signed is one plain directory). Afte
 epoch the holdout loss decides: the best epoch's weights are kept, and training stops
 after ``patience`` epochs without improvement. On CPU a seed makes a run reproducible to
 the bit (seeded classifier head, dropout and shuffling); on CUDA matmuls run under bf16
-autocast and kernels may differ slightly.
+autocast and kernels may differ slightly. With ``checkpoint_dir`` set, a checkpoint is
+kept every ``checkpoint_every`` steps (``checkpoints``), and a run killed mid-training and
+started again on the same inputs (an Airflow retry) resumes from it.
 
 The base must have been verified (``aire.trust.base.verify_base``) by the caller: this
 layer sits below the trust layer and only loads what it is given, safetensors only.
@@ -14,10 +16,11 @@ layer sits below the trust layer and only loads what it is given, safetensors on
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ import torch.nn.functional as F
 from aire.config import Lora
 from aire.errors import InputError
 from aire.model.tabular import ClassLabel, cpu_threads_capped, label_classes, resolve_device
+from aire.model.text.checkpoints import Progress, fingerprint, load_checkpoint, save_checkpoint
 from aire.model.text.directory import TextModel, checked_texts, load_pretrained
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -47,6 +51,10 @@ class TextTrainSettings:
     device: str = "auto"
     max_length: int = 128
     lora: Lora | None = None
+    # Where to keep a checkpoint, replaced every ``checkpoint_every`` optimizer steps; a run
+    # started again with the same inputs resumes from it (None: no checkpoints).
+    checkpoint_dir: Path | None = None
+    checkpoint_every: int = 50
 
 
 @dataclass(frozen=True)
@@ -60,11 +68,13 @@ class TextTrainResult:
     n_rows: int
     warm_start: bool
     lora: bool
+    resumed_from_step: int = 0  # 0: not resumed from a checkpoint
 
     def to_dict(self) -> dict[str, Any]:
         return {"device": self.device, "epochs": self.epochs, "best_epoch": self.best_epoch,
                 "history": [dict(h) for h in self.history], "seconds": self.seconds,
-                "n_rows": self.n_rows, "warm_start": self.warm_start, "lora": self.lora}
+                "n_rows": self.n_rows, "warm_start": self.warm_start, "lora": self.lora,
+                "resumed_from_step": self.resumed_from_step}
 
 
 def fit_text(train_df: pd.DataFrame, holdout_df: pd.DataFrame, *, text_column: str, label: str,
@@ -72,8 +82,8 @@ def fit_text(train_df: pd.DataFrame, holdout_df: pd.DataFrame, *, text_column: s
              init_from: TextModel | None = None, classes: Sequence[ClassLabel] | None = None,
              on_epoch: EpochCallback | None = None) -> TextTrainResult:
     """Fine-tune on ``train_df``, early-stopped on ``holdout_df``; give a base or a champion."""
-    if settings.epochs < 1 or settings.batch_size < 1 or settings.patience < 1:
-        raise InputError("transformer training needs epochs, batch_size and patience >= 1")
+    if min(settings.epochs, settings.batch_size, settings.patience, settings.checkpoint_every) < 1:
+        raise InputError("transformer training needs epochs, batch_size, patience and checkpoint_every >= 1")
     if (base_dir is None) == (init_from is None):
         raise InputError("fit_text needs exactly one of base_dir (cold start) or init_from (warm start)")
     target = resolve_device(settings.device)
@@ -91,22 +101,33 @@ def fit_text(train_df: pd.DataFrame, holdout_df: pd.DataFrame, *, text_column: s
     with torch.random.fork_rng(devices=[target] if target.type == "cuda" else []), \
             cpu_threads_capped(None):
         torch.manual_seed(settings.seed)
+        run = (_fingerprint(model, settings, init_from is not None, train_texts + holdout_texts,
+                            torch.cat([y_train, y_holdout]))
+               if settings.checkpoint_dir is not None else "")
         if lora is not None:
             model.net = _with_adapters(model.net, lora)
         trainable = [p for p in model.net.parameters() if p.requires_grad]
         rate = settings.learning_rate or (LORA_LEARNING_RATE if lora else FULL_LEARNING_RATE)
         optimizer = torch.optim.AdamW(trainable, lr=rate)
-        shuffler = torch.Generator().manual_seed(settings.seed)
-        history, best_epoch, best_state = _train(model, optimizer, train_texts, y_train,
-                                                 holdout_texts, y_holdout, settings, shuffler,
-                                                 on_epoch)
-        model.net.load_state_dict(best_state)
+        loop = _Loop(model, optimizer, settings, torch.Generator().manual_seed(settings.seed), run)
+        resumed_from = loop.resume()
+        loop.train(train_texts, y_train, holdout_texts, y_holdout, on_epoch)
+        model.net.load_state_dict(loop.best_state)
         if lora is not None:
             model.net = model.net.merge_and_unload()
     model.net.eval()
-    return TextTrainResult(model, str(target), len(history), best_epoch, history,
-                           time.perf_counter() - started, len(train_texts),
-                           warm_start=init_from is not None, lora=lora is not None)
+    progress = loop.progress
+    return TextTrainResult(model, str(target), len(progress.history), progress.best_epoch,
+                           progress.history, time.perf_counter() - started, len(train_texts),
+                           warm_start=init_from is not None, lora=lora is not None,
+                           resumed_from_step=resumed_from)
+
+
+def _fingerprint(model: TextModel, settings: TextTrainSettings, warm: bool, texts: list[str],
+                 labels: torch.Tensor) -> str:
+    parts = {**asdict(settings), "checkpoint_dir": None, "device": None, "warm_start": warm,
+             "classes": model.classes, "max_length": model.max_length, "base_digest": model.base_digest}
+    return fingerprint(parts, texts, labels, model.net.state_dict())
 
 
 def _starting_model(train_df: pd.DataFrame, label: str, text_column: str,
@@ -136,39 +157,80 @@ def _with_adapters(net: Any, lora: Lora) -> Any:
     return get_peft_model(net, config)
 
 
-def _train(model: TextModel, optimizer: torch.optim.Optimizer, texts: list[str], y: torch.Tensor,
-           holdout_texts: list[str], y_holdout: torch.Tensor, settings: TextTrainSettings,
-           shuffler: torch.Generator, on_epoch: EpochCallback | None,
-           ) -> tuple[list[dict[str, float]], int, dict[str, torch.Tensor]]:
-    history: list[dict[str, float]] = []
-    best_loss, best_epoch = float("inf"), 0
-    best_state: dict[str, torch.Tensor] = {}
-    for epoch in range(1, settings.epochs + 1):
-        model.net.train()
-        order = torch.randperm(len(texts), generator=shuffler)
-        total = 0.0
-        for start in range(0, len(texts), settings.batch_size):
-            index = order[start:start + settings.batch_size]
-            with _autocast(model.device):
-                logits = model.net(**model.tokenize([texts[i] for i in index])).logits
-            loss = F.cross_entropy(logits.float(), y[index].to(model.device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-            total += float(loss.detach()) * len(index)
-        holdout_loss, holdout_accuracy = _holdout_metrics(model, holdout_texts, y_holdout,
-                                                          settings.batch_size)
-        metrics = {"train_loss": total / len(texts), "holdout_loss": holdout_loss,
+class _Loop:
+    """The epochs and steps of one fine-tuning, with what a checkpoint saves and restores."""
+
+    def __init__(self, model: TextModel, optimizer: torch.optim.Optimizer, settings: TextTrainSettings,
+                 shuffler: torch.Generator, run: str) -> None:
+        self.model, self.optimizer, self.settings, self.shuffler, self.run = (
+            model, optimizer, settings, shuffler, run)
+        self.progress = Progress()
+        self.best_state: dict[str, torch.Tensor] = {}
+        self.epoch_shuffle_state = shuffler.get_state()
+
+    def resume(self) -> int:
+        """The step a checkpoint of this run resumed from, or 0."""
+        if self.settings.checkpoint_dir is None:
+            return 0
+        restored = load_checkpoint(self.settings.checkpoint_dir, run=self.run, net=self.model.net,
+                                   optimizer=self.optimizer)
+        if restored is None:
+            return 0
+        self.progress, self.best_state = restored.progress, restored.best_state
+        # Rewound to the epoch's start, so the epoch's shuffle is drawn again, identically.
+        self.shuffler.set_state(restored.epoch_shuffle_state)
+        return self.progress.step
+
+    def train(self, texts: list[str], y: torch.Tensor, holdout_texts: list[str], y_holdout: torch.Tensor,
+              on_epoch: EpochCallback | None) -> None:
+        settings, progress, model = self.settings, self.progress, self.model
+        while progress.epoch <= settings.epochs:
+            self.epoch_shuffle_state = self.shuffler.get_state()
+            order = torch.randperm(len(texts), generator=self.shuffler)
+            batches = [order[s:s + settings.batch_size] for s in range(0, len(texts), settings.batch_size)]
+            model.net.train()
+            for index in batches[progress.batches_done:]:
+                progress.epoch_loss_sum += self._step([texts[i] for i in index], y[index]) * len(index)
+                progress.batches_done += 1
+                progress.step += 1
+                if settings.checkpoint_dir is not None and progress.step % settings.checkpoint_every == 0:
+                    save_checkpoint(settings.checkpoint_dir, run=self.run, progress=progress, net=model.net,
+                                    optimizer=self.optimizer, best_state=self.best_state,
+                                    epoch_shuffle_state=self.epoch_shuffle_state)
+            if self._end_epoch(len(texts), holdout_texts, y_holdout, on_epoch):
+                break
+
+    def _step(self, texts: list[str], y: torch.Tensor) -> float:
+        with _autocast(self.model.device):
+            logits = self.model.net(**self.model.tokenize(texts)).logits
+        loss = F.cross_entropy(logits.float(), y.to(self.model.device))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def _end_epoch(self, rows: int, holdout_texts: list[str], y_holdout: torch.Tensor,
+                   on_epoch: EpochCallback | None) -> bool:
+        """Record the epoch; True when training stops (patience used up)."""
+        progress = self.progress
+        holdout_loss, holdout_accuracy = _holdout_metrics(self.model, holdout_texts, y_holdout,
+                                                          self.settings.batch_size)
+        if not math.isfinite(holdout_loss):
+            # Same inputs, same divergence: not worth a retry, the step size is the fix.
+            raise InputError(f"transformer training diverged: holdout loss {holdout_loss} after epoch "
+                             f"{progress.epoch}; lower the learning rate")
+        metrics = {"train_loss": progress.epoch_loss_sum / rows, "holdout_loss": holdout_loss,
                    "holdout_accuracy": holdout_accuracy}
-        history.append(metrics)
+        progress.history.append(metrics)
+        epoch = progress.epoch
         if on_epoch is not None:
             on_epoch(epoch, dict(metrics))
-        if holdout_loss < best_loss:
-            best_loss, best_epoch = holdout_loss, epoch
-            best_state = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
-        elif epoch - best_epoch >= settings.patience:
-            break
-    return history, best_epoch, best_state
+        progress.epoch, progress.batches_done, progress.epoch_loss_sum = epoch + 1, 0, 0.0
+        if holdout_loss < progress.best_loss:
+            progress.best_loss, progress.best_epoch = holdout_loss, epoch
+            self.best_state = {k: v.detach().clone() for k, v in self.model.net.state_dict().items()}
+            return False
+        return epoch - progress.best_epoch >= self.settings.patience
 
 
 def _holdout_metrics(model: TextModel, texts: list[str], y: torch.Tensor,
