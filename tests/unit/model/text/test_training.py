@@ -152,3 +152,8 @@ def test_exactly_one_starting_point_and_an_existing_base(base: Path, full: TextT
                  init_from=full.model)
     with pytest.raises(InputError, match="no such directory"):
         fit_text(train, holdout, text_column=TEXT, label=LABEL, settings=FULL, base_dir=tmp_path / "gone")
+
+
+def test_a_diverged_run_is_refused_not_returned(base: Path, tables: tuple[pd.DataFrame, ...]) -> None:
+    with pytest.raises(InputError, match="diverged: holdout loss nan after epoch 1"):
+        _fit(base, tables, replace(FULL, epochs=2, learning_rate=1e4))
