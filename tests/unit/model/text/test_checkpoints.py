@@ -64,7 +64,7 @@ def test_a_killed_fine_tuning_resumes_from_its_checkpoint_to_the_same_weights(ba
         child = subprocess.Popen([sys.executable, "-c", CHILD, str(base), str(checkpoints), str(marker)],
                                  cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: marker.exists() or child.poll() is not None, 300, "the child's second epoch")
+        wait_until(lambda: marker.exists() or child.poll() is not None, 900, "the child's second epoch")
         assert child.poll() is None, log.read_text()
     finally:
         child.send_signal(signal.SIGKILL)
