@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from aire.config import Lora
 from aire.errors import InputError
-from aire.model.tabular import ClassLabel, cpu_threads_capped, label_classes, resolve_device
+from aire.model.tabular import ClassLabel, label_classes, resolve_device
 from aire.model.text.checkpoints import Progress, fingerprint, load_checkpoint, save_checkpoint
 from aire.model.text.directory import TextModel, checked_texts, load_pretrained
 
@@ -98,8 +98,7 @@ def fit_text(train_df: pd.DataFrame, holdout_df: pd.DataFrame, *, text_column: s
 
     lora = settings.lora
     started = time.perf_counter()
-    with torch.random.fork_rng(devices=[target] if target.type == "cuda" else []), \
-            cpu_threads_capped(None):
+    with torch.random.fork_rng(devices=[target] if target.type == "cuda" else []):
         torch.manual_seed(settings.seed)
         run = (_fingerprint(model, settings, init_from is not None, train_texts + holdout_texts,
                             torch.cat([y_train, y_holdout]))
@@ -107,7 +106,9 @@ def fit_text(train_df: pd.DataFrame, holdout_df: pd.DataFrame, *, text_column: s
         if lora is not None:
             model.net = _with_adapters(model.net, lora)
         trainable = [p for p in model.net.parameters() if p.requires_grad]
-        rate = settings.learning_rate or (LORA_LEARNING_RATE if lora else FULL_LEARNING_RATE)
+        rate = settings.learning_rate
+        if rate is None:
+            rate = LORA_LEARNING_RATE if lora else FULL_LEARNING_RATE
         optimizer = torch.optim.AdamW(trainable, lr=rate)
         loop = _Loop(model, optimizer, settings, torch.Generator().manual_seed(settings.seed), run)
         resumed_from = loop.resume()
