@@ -17,8 +17,8 @@ import torch
 
 from aire.home import PROJECT_ROOT
 from aire.model.text.training import TextTrainResult, TextTrainSettings, fit_text
-from tests.support.text_models import keyword_texts, tiny_base
 from tests.support.servers import wait_until
+from tests.support.text_models import keyword_texts, tiny_base
 
 # 240 rows in batches of 16: 15 steps an epoch, so a checkpoint every 4 steps falls mid-epoch.
 SETTINGS = TextTrainSettings(epochs=4, batch_size=16, learning_rate=3e-3, patience=4, device="cpu",
