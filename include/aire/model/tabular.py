@@ -222,17 +222,26 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
 
 
 
+def read_model_json(root: Path, recipe: str, format_version: int) -> dict[str, Any]:
+    """``model.json`` of a model directory, refused unless it is of this recipe and format."""
+    try:
+        meta: dict[str, Any] = json.loads((root / MODEL_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{root}: not a readable model directory: {exc}") from None
+    if meta.get("recipe") != recipe or meta.get("format_version") != format_version:
+        raise InputError(f"{root / MODEL_FILE}: recipe/format {meta.get('recipe')!r}/"
+                         f"{meta.get('format_version')!r} is not {recipe!r}/{format_version}")
+    return meta
+
+
 def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
     """Load a model directory written by ``TrainedModel.save``; reads safetensors and JSON only."""
     root = Path(model_dir)
+    meta = read_model_json(root, RECIPE, FORMAT_VERSION)
     try:
-        meta = json.loads((root / MODEL_FILE).read_text(encoding="utf-8"))
         prep_data = json.loads((root / PREPROCESSING_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InputError(f"{root}: not a readable model directory: {exc}") from None
-    if meta.get("recipe") != RECIPE or meta.get("format_version") != FORMAT_VERSION:
-        raise InputError(f"{root / MODEL_FILE}: recipe/format {meta.get('recipe')!r}/"
-                         f"{meta.get('format_version')!r} is not {RECIPE!r}/{FORMAT_VERSION}")
     preprocessor = TabularPreprocessor.from_dict(prep_data)
     if preprocessor.input_dim != meta.get("input_dim"):
         raise InputError(f"{root}: preprocessing gives {preprocessor.input_dim} inputs, "

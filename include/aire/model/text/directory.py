@@ -24,7 +24,7 @@ import torch
 
 from aire import atomic
 from aire.errors import InputError
-from aire.model.tabular import ClassLabel, encode_labels, resolve_device
+from aire.model.tabular import ClassLabel, encode_labels, read_model_json, resolve_device
 
 FORMAT_VERSION = 1
 RECIPE = "transformer"
@@ -144,13 +144,7 @@ def load_pretrained(directory: Path, num_labels: int | None = None) -> tuple[Any
 def load_text_model(model_dir: str | Path, device: str | torch.device = "cpu") -> TextModel:
     """Load a directory written by ``TextModel.save`` (verify its signature first)."""
     root = Path(model_dir)
-    try:
-        meta = json.loads((root / MODEL_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{root}: not a readable model directory: {exc}") from None
-    if meta.get("recipe") != RECIPE or meta.get("format_version") != FORMAT_VERSION:
-        raise InputError(f"{root / MODEL_FILE}: recipe/format {meta.get('recipe')!r}/"
-                         f"{meta.get('format_version')!r} is not {RECIPE!r}/{FORMAT_VERSION}")
+    meta = read_model_json(root, RECIPE, FORMAT_VERSION)
     net, tokenizer = load_pretrained(root)
     classes: list[ClassLabel] = list(meta["classes"])
     if net.config.num_labels != len(classes):
