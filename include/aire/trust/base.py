@@ -17,7 +17,6 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from aire import atomic
 from aire.data.storage import S3Settings, clean_key, download_s3_object, parse_s3_uri, s3_client
@@ -34,9 +33,6 @@ class VerifiedBase:
     path: Path
     digest: str
     files: dict[str, str]  # relative path -> sha256 hex
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "digest": self.digest, "files": dict(self.files)}
 
 
 def directory_digest(base_dir: Path) -> tuple[str, dict[str, str]]:
@@ -55,8 +51,8 @@ def directory_digest(base_dir: Path) -> tuple[str, dict[str, str]]:
 
 def verify_base(base_dir: Path, pinned_digest: str) -> VerifiedBase:
     """``base_dir`` as pinned and safe to load, or VerificationError naming what is wrong."""
-    digest, files = directory_digest(base_dir)
     root = checked_model_dir(base_dir)
+    digest, files = directory_digest(root)
     if digest != pinned_digest.lower():
         listing = ", ".join(f"{name} {files[name][:12]}" for name in sorted(files)[:8])
         raise VerificationError(f"{root}: base digest {digest} is not the pinned model.base_digest "
