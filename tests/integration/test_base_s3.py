@@ -10,6 +10,7 @@ import pytest
 from aire.data.storage import S3Settings, s3_client
 from aire.errors import InputError, VerificationError
 from aire.trust.base import directory_digest, resolve_base
+from tests.support.servers import threaded_s3
 from tests.support.text_models import files_of_a_base
 
 pytestmark = pytest.mark.integration
@@ -19,18 +20,8 @@ BUCKET = "aire-bases"
 
 @pytest.fixture(scope="module")
 def settings() -> Iterator[S3Settings]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    s3 = S3Settings(endpoint_url=f"http://{host}:{port}", access_key_id="test",
-                    secret_access_key="test-secret", region="us-east-1")
-    s3_client(s3).create_bucket(Bucket=BUCKET)
-    try:
+    with threaded_s3(BUCKET) as s3:
         yield s3
-    finally:
-        server.stop()
 
 
 def _upload(base: Path, prefix: str, settings: S3Settings) -> None:

@@ -13,6 +13,7 @@ import pytest
 from aire.data.storage import MissingObjectError, S3Settings, S3Store, open_store, s3_client
 from aire.data.tables import read_table
 from aire.errors import DataValidationError, InputError
+from tests.support.servers import threaded_s3
 
 pytestmark = pytest.mark.integration
 
@@ -22,22 +23,8 @@ CSV = "age,credit_amount,housing,sex,risk\n35,1200.5,own,female,good\n52,4000,re
 
 @pytest.fixture(scope="module")
 def settings() -> Iterator[S3Settings]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    s3 = S3Settings(
-        endpoint_url=f"http://{host}:{port}",
-        access_key_id="test",
-        secret_access_key="test-secret",
-        region="us-east-1",
-    )
-    s3_client(s3).create_bucket(Bucket=BUCKET)
-    try:
+    with threaded_s3(BUCKET) as s3:
         yield s3
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -268,6 +269,26 @@ class S3Server:
 
     def stop(self) -> None:
         self.process.stop()
+
+
+@contextmanager
+def threaded_s3(*buckets: str) -> Iterator[Any]:
+    """moto's S3 server in a thread on loopback, with these buckets; yields its S3Settings."""
+    from moto.server import ThreadedMotoServer
+
+    from aire.data.storage import S3Settings, s3_client
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    settings = S3Settings(endpoint_url=f"http://{host}:{port}", access_key_id="test",
+                          secret_access_key="test-secret", region="us-east-1")
+    for bucket in buckets:
+        s3_client(settings).create_bucket(Bucket=bucket)
+    try:
+        yield settings
+    finally:
+        server.stop()
 
 
 class FlakyProxy:
